@@ -1,0 +1,69 @@
+"""Every API error as the contract's JSON: ``{"error": <code>, "detail": <text>}``."""
+
+import logging
+
+import simplejson
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
+from django.http import HttpResponse
+from rest_framework import exceptions
+
+from ..domain import LeaseConflict, MessageNotFound, QueueError
+
+logger = logging.getLogger(__name__)
+
+_QUEUE_ERROR_STATUS = {MessageNotFound: 404, LeaseConflict: 409}
+
+_API_ERROR_CODES = {
+    exceptions.ParseError: "invalid_json",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAuthenticated: "unauthorized",
+    exceptions.AuthenticationFailed: "unauthorized",
+    exceptions.PermissionDenied: "forbidden",
+    exceptions.NotFound: "not_found",
+}
+
+
+def error_response(status: int, code: str, detail: str, headers=None) -> HttpResponse:
+    body = simplejson.dumps({"error": code, "detail": detail})
+    return HttpResponse(body, status=status, content_type="application/json", headers=headers)
+
+
+def exception_handler(exc, context):
+    """DRF's hook: domain errors, DRF's own, oversized bodies and database outages."""
+    if isinstance(exc, QueueError):
+        status = getattr(exc, "status", None) or _QUEUE_ERROR_STATUS.get(type(exc), 400)
+        return error_response(status, exc.code, exc.detail)
+    if isinstance(exc, RequestDataTooBig):
+        return error_response(413, "too_large", "the request body is too large")
+    if isinstance(exc, exceptions.APIException):
+        headers = {}
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        code = _API_ERROR_CODES.get(type(exc), exc.default_code)
+        return error_response(exc.status_code, code, str(exc.detail), headers)
+    if isinstance(exc, DatabaseError):
+        logger.exception("database error")
+        return error_response(
+            503, "database_unavailable", f"the database did not answer: {exc}".strip()
+        )
+    return None
+
+
+def not_found(request, exception=None):
+    return error_response(404, "not_found", f"no route for {request.method} {request.path}")
+
+
+def bad_request(request, exception=None):
+    return error_response(400, "bad_request", "the request could not be understood")
+
+
+def forbidden(request, exception=None):
+    return error_response(403, "forbidden", "this request is not allowed")
+
+
+def server_error(request):
+    return error_response(500, "server_error", "the server failed; the error is in its log")

@@ -1,0 +1,95 @@
+"""The claim, the one statement the ORM cannot express: pick the oldest
+deliverable messages of a queue and lease them, atomically.
+
+Each backend gets the shortest safe form it supports:
+
+- PostgreSQL: one ``UPDATE ... RETURNING`` over a ``FOR UPDATE SKIP LOCKED``
+  pick, so concurrent claimers skip each other's rows instead of waiting.
+- MariaDB: no ``UPDATE ... RETURNING``, so a ``SELECT ... FOR UPDATE SKIP
+  LOCKED`` and an ``UPDATE`` of the picked ids in one short transaction.
+- SQLite: one ``UPDATE ... RETURNING`` inside an IMMEDIATE transaction; SQLite
+  has a single writer, so nothing can claim the same row in between.
+
+Nothing else runs inside these transactions.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection, transaction
+
+from .models import Message
+
+TABLE = Message._meta.db_table
+
+# Rows that can be delivered now, oldest first: ready, delay over, or lease run out.
+_PICK = f"""
+    SELECT id FROM {TABLE}
+    WHERE queue_id = %s AND dead = %s AND visible_at <= %s AND attempts < %s
+    ORDER BY id LIMIT %s
+"""
+
+_POSTGRESQL = f"""
+    WITH picked AS ({_PICK} FOR UPDATE SKIP LOCKED)
+    UPDATE {TABLE} AS m SET lease = %s, visible_at = %s, attempts = m.attempts + 1
+    FROM picked WHERE m.id = picked.id
+    RETURNING m.id, m.payload, m.attempts
+"""
+
+_SQLITE = f"""
+    UPDATE {TABLE} SET lease = %s, visible_at = %s, attempts = attempts + 1
+    WHERE id IN ({_PICK})
+    RETURNING id, payload, attempts
+"""
+
+_MARIADB_PICK = f"""
+    SELECT id, payload, attempts FROM {TABLE}
+    WHERE queue_id = %s AND dead = %s AND visible_at <= %s AND attempts < %s
+    ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
+"""
+_MARIADB_LEASE = (
+    f"UPDATE {TABLE} SET lease = %%s, visible_at = %%s, attempts = attempts + 1 WHERE id IN (%s)"
+)
+
+
+@dataclass(frozen=True)
+class ClaimedRow:
+    id: int
+    payload: str
+    attempts: int
+
+
+def _claim_postgresql(pick: list, lease: str, end: object) -> list[tuple]:
+    # One statement: in autocommit it is its own transaction.
+    with connection.cursor() as cursor:
+        cursor.execute(_POSTGRESQL, [*pick, lease, end])
+        return cursor.fetchall()
+
+
+def _claim_sqlite(pick: list, lease: str, end: object) -> list[tuple]:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_SQLITE, [lease, end, *pick])
+        return cursor.fetchall()
+
+
+def _claim_mariadb(pick: list, lease: str, end: object) -> list[tuple]:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_MARIADB_PICK, pick)
+        rows = cursor.fetchall()
+        if rows:
+            ids = [row[0] for row in rows]
+            cursor.execute(_MARIADB_LEASE % ", ".join(["%s"] * len(ids)), [lease, end, *ids])
+    return [(id_, payload, attempts + 1) for id_, payload, attempts in rows]
+
+
+_CLAIMS = {"postgresql": _claim_postgresql, "sqlite": _claim_sqlite, "mysql": _claim_mariadb}
+
+
+def claim_rows(
+    queue: str, count: int, lease: str, now: datetime, lease_end: datetime, max_attempts: int
+) -> list[ClaimedRow]:
+    """Lease up to ``count`` deliverable messages of ``queue``, oldest first."""
+    adapt = connection.ops.adapt_datetimefield_value
+    pick = [queue, False, adapt(now), max_attempts, count]
+    rows = _CLAIMS[connection.vendor](pick, lease, adapt(lease_end))
+    return sorted((ClaimedRow(*row) for row in rows), key=lambda row: row.id)

@@ -1,0 +1,95 @@
+"""Queues and messages, and the queue states as QuerySet methods.
+
+A message's state follows from three columns and the clock, so no timer or
+cron job is needed for a lease to end:
+
+- ready:   not dead, ``visible_at <= now`` (a lease that ran out counts too:
+           ``lease`` is still set, but the message is claimable again)
+- delayed: not dead, no lease, ``visible_at > now``
+- leased:  not dead, a lease, ``visible_at > now`` (``visible_at`` is the lease's end)
+- dead:    ``dead``, never delivered again
+"""
+
+from django.db import models
+from django.utils import timezone
+
+
+class Queue(models.Model):
+    """A named queue; its row is created the first time a message is sent to it."""
+
+    name = models.CharField(max_length=80, primary_key=True)
+    timeout = models.FloatField(
+        null=True, blank=True, help_text="Default lease in seconds; empty: PENDING_TIMEOUT."
+    )
+    max_attempts = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Deliveries before a message is dead; empty: MQ_MAX_ATTEMPTS.",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MessageQuerySet(models.QuerySet):
+    def alive(self):
+        return self.filter(dead=False)
+
+    def ready(self, now=None):
+        return self.alive().filter(visible_at__lte=now or timezone.now())
+
+    def delayed(self, now=None):
+        return self.alive().filter(lease__isnull=True, visible_at__gt=now or timezone.now())
+
+    def leased(self, now=None):
+        return self.alive().filter(lease__isnull=False, visible_at__gt=now or timezone.now())
+
+    def expired(self, now=None):
+        """Leased once, the lease has run out, and nobody has claimed it since."""
+        return self.alive().filter(lease__isnull=False, visible_at__lte=now or timezone.now())
+
+    def dead(self):
+        return self.filter(dead=True)
+
+
+class Message(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    queue = models.ForeignKey(
+        Queue, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
+    # The payload's JSON text, stored as sent and spliced into responses as is.
+    payload = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    # When the message may next be delivered: its send time (plus any delay), or
+    # the end of its current lease.
+    visible_at = models.DateTimeField(default=timezone.now)
+    # The token of the latest delivery; null until the first delivery.
+    lease = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001 (null: no lease)
+    attempts = models.PositiveIntegerField(default=0)
+    dead = models.BooleanField(default=False)
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The claim: "smallest id of queue Q that is not dead" is a range
+            # scan of this index, whatever the backlog (see tests/test_indexes.py).
+            models.Index(fields=["queue", "dead", "id"], name="message_claim_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue_id}#{self.id}"
+
+    def state(self, now=None) -> str:
+        """This message's state, by the same rules as the QuerySet methods."""
+        now = now or timezone.now()
+        if self.dead:
+            return "dead"
+        if self.visible_at <= now:
+            return "ready"
+        return "delayed" if self.lease is None else "leased"

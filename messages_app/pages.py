@@ -1,0 +1,82 @@
+"""Operator pages: /info (HTML) and /metrics (Prometheus)."""
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from . import domain
+from .api.auth import bearer_token, is_valid_token
+from .models import Message
+
+PAGE_SIZE = 50
+
+
+def _open_to(request) -> bool:
+    """Open like the API: to everyone unless MQ_API_TOKENS is set, then to
+    staff users and bearers of a token."""
+    if not settings.MQ_API_TOKENS or request.user.is_staff:
+        return True
+    token = bearer_token(request)
+    return token is not None and is_valid_token(token)
+
+
+def info(request):
+    if not _open_to(request):
+        return redirect_to_login(request.get_full_path(), "admin:login")
+    now = timezone.now()
+    queue = request.GET.get("queue") or None
+    after = request.GET.get("after", "")
+    after = int(after) if after.isascii() and after.isdigit() else 0
+    messages = Message.objects.filter(id__gt=after)
+    if queue:
+        messages = messages.filter(queue_id=queue)
+    page = list(messages.order_by("id")[: PAGE_SIZE + 1])
+    rows = [(message, message.state(now)) for message in page[:PAGE_SIZE]]
+    return render(
+        request,
+        "messages_app/info.html",
+        {
+            "now": now,
+            "queues": domain.queue_stats(now),
+            "rows": rows,
+            "queue": queue,
+            "after": after,
+            "next_after": page[PAGE_SIZE - 1].id if len(page) > PAGE_SIZE else None,
+        },
+    )
+
+
+class QueueCollector:
+    """Gauges read from the database at scrape time, so every server process
+    reports the same numbers."""
+
+    def collect(self):
+        now = timezone.now()
+        messages = GaugeMetricFamily(
+            "mq_messages", "Messages stored, by queue and state.", labels=["queue", "state"]
+        )
+        oldest = GaugeMetricFamily(
+            "mq_oldest_message_age_seconds", "Age of the oldest stored message.", labels=["queue"]
+        )
+        for stats in domain.queue_stats(now):
+            for state in ("ready", "delayed", "leased", "dead"):
+                messages.add_metric([stats.name, state], getattr(stats, state))
+            if stats.oldest_created_at:
+                oldest.add_metric([stats.name], (now - stats.oldest_created_at).total_seconds())
+        yield messages
+        yield oldest
+
+
+registry = CollectorRegistry(auto_describe=False)
+registry.register(QueueCollector())
+
+
+def metrics(request):
+    if not _open_to(request):
+        return HttpResponse(status=401)
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,36 @@
+"""``message-queue``: apply migrations, then serve the app with granian (WSGI)."""
+
+import os
+from pathlib import Path
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mq_project.settings")
+    import django
+    from django.conf import settings
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", interactive=False, verbosity=0)
+
+    import django.contrib.admin
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    admin_static = Path(django.contrib.admin.__file__).parent / "static" / "admin"
+    print(f"message-queue: serving on http://{settings.HOST}:{settings.PORT}", flush=True)  # noqa: T201
+    Granian(
+        "mq_project.wsgi:application",
+        address=settings.HOST,
+        port=settings.PORT,
+        interface=Interfaces.WSGI,
+        workers=settings.MQ_WORKERS,
+        blocking_threads=settings.MQ_THREADS,
+        static_path_route=["/static/admin"],
+        static_path_mount=[admin_static],
+        log_level="warning",
+    ).serve()
+
+
+if __name__ == "__main__":
+    main()

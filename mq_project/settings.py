@@ -1,0 +1,154 @@
+"""All configuration, read once from the environment with django-environ.
+
+Queue settings (PENDING_TIMEOUT, MQ_*) are plain module attributes read through
+``django.conf.settings`` at call time, so ``override_settings`` works in tests.
+"""
+
+import secrets
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+
+def _local_secret_key() -> str:
+    """A key kept in the working directory, so sessions survive restarts and are
+    shared by every worker process without any set-up."""
+    path = Path("message-queue.secret")
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = env("SECRET_KEY", default="") or _local_secret_key()
+DEBUG = env.bool("DEBUG", default=False)
+
+HOST = env("HOST", default="127.0.0.1")
+PORT = env.int("PORT", default=3000)
+# The `message-queue` server: processes, and threads per process.
+MQ_WORKERS = env.int("MQ_WORKERS", default=2)
+MQ_THREADS = env.int("MQ_THREADS", default=8)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", HOST])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "messages_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mq_project.urls"
+WSGI_APPLICATION = "mq_project.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Default: an SQLite file in the working directory, nothing to set up.
+DATABASES = {
+    "default": env.db(
+        "DATABASE_URL", default="sqlite:///" + str(Path.cwd() / "message-queue.sqlite3")
+    )
+}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside the single writer; IMMEDIATE makes every
+    # transaction take the write lock up front, so two writers queue on the
+    # busy timeout instead of failing with "database is locked" on upgrade.
+    # synchronous=NORMAL survives a killed process (the WAL is in the OS page
+    # cache); FULL also survives a power loss, at a measured price (README).
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": (
+                "PRAGMA journal_mode=WAL;"
+                f"PRAGMA synchronous={env('MQ_SQLITE_SYNCHRONOUS', default='NORMAL')};"
+            ),
+        }
+    )
+    # The test database is a file, so that real server processes started by
+    # the tests share it with the test process.
+    _db["TEST"] = {"NAME": str(Path(_db["NAME"]).with_suffix(".test.sqlite3"))}
+elif _db["ENGINE"] == "django.db.backends.postgresql":
+    # psycopg's pool keeps connections open across requests.
+    _db.setdefault("OPTIONS", {}).setdefault("pool", True)
+elif _db["ENGINE"] == "django.db.backends.mysql":
+    _db.setdefault("OPTIONS", {}).setdefault("charset", "utf8mb4")
+    _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
+    _db["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["messages_app.api.auth.BearerToken"],
+    "DEFAULT_PERMISSION_CLASSES": ["messages_app.api.auth.HasQueueToken"],
+    "DEFAULT_THROTTLE_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "messages_app.api.parsers.ExactJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "messages_app.api.negotiation.AlwaysJSON",
+    "EXCEPTION_HANDLER": "messages_app.api.errors.exception_handler",
+}
+
+# The queue.
+PENDING_TIMEOUT = env.int("PENDING_TIMEOUT", default=10000)  # lease length, milliseconds
+MQ_MAX_ATTEMPTS = env.int("MQ_MAX_ATTEMPTS", default=None)  # None: unlimited
+MQ_MAX_PAYLOAD_BYTES = env.int("MQ_MAX_PAYLOAD_BYTES", default=262144)
+MQ_API_TOKENS = env.list("MQ_API_TOKENS", default=[])
+# A request body may carry a payload of MQ_MAX_PAYLOAD_BYTES plus its JSON frame.
+DATA_UPLOAD_MAX_MEMORY_SIZE = MQ_MAX_PAYLOAD_BYTES * 2 + 65536
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="WARNING")},
+}

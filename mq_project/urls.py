@@ -1,0 +1,28 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from messages_app import pages
+from messages_app.api import views
+
+# Every message route, on the queue ``default`` at the top level and on any
+# queue under ``/queues/<name>/``.
+message_routes = [
+    path("message/new", views.SendMessage.as_view()),
+    path("message/next", views.NextMessage.as_view()),
+    path("message/<str:id>/status/done", views.MessageDone.as_view()),
+]
+
+urlpatterns = [
+    path("", include(message_routes)),
+    path("queues", views.QueueList.as_view()),
+    path("queues/<str:queue>/", include(message_routes)),
+    path("health", views.Health.as_view()),
+    path("metrics", pages.metrics),
+    path("info", pages.info, name="info"),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "messages_app.api.errors.bad_request"
+handler403 = "messages_app.api.errors.forbidden"
+handler404 = "messages_app.api.errors.not_found"
+handler500 = "messages_app.api.errors.server_error"
