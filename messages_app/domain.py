@@ -1,25 +1,29 @@
-"""The queue's operations: enqueue, claim, ack, requeue, and the counts.
+"""The queue's operations: enqueue, claim, ack, release, extend, expire,
+redrive, and the counts.
 
 Views, the admin, /info and the management commands all go through here; only
 the claim statement itself lives apart, in ``claim_sql``.
 """
 
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
-from . import claim_sql
-from .models import Message, Queue
+from . import claim_sql, waiting
+from .models import UNLIMITED_ATTEMPTS, IdempotencyKey, Message, Queue, attempts_limit
 
 # SQS's bound for a lease; long enough for any handler, short enough to notice a lost consumer.
 MAX_LEASE_SECONDS = 12 * 60 * 60
-# No limit on deliveries: larger than any attempts counter will ever get.
-UNLIMITED_ATTEMPTS = 2**31 - 1
+MAX_DELAY_SECONDS = 7 * 24 * 60 * 60
+MAX_WAIT_SECONDS = 20
+MAX_BATCH = 1000
 
 
 class QueueError(Exception):
@@ -53,53 +57,249 @@ class Delivery:
     attempts: int
 
 
-def default_lease_seconds() -> float:
-    return settings.PENDING_TIMEOUT / 1000
+@dataclass(frozen=True)
+class QueueSettings:
+    timeout: float | None  # seconds; None: PENDING_TIMEOUT
+    max_attempts: int | None  # None: MQ_MAX_ATTEMPTS
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.timeout if self.timeout is not None else settings.PENDING_TIMEOUT / 1000
+
+    @property
+    def attempts_limit(self) -> int:
+        return self.max_attempts or settings.MQ_MAX_ATTEMPTS or UNLIMITED_ATTEMPTS
 
 
-def max_attempts() -> int:
-    return settings.MQ_MAX_ATTEMPTS or UNLIMITED_ATTEMPTS
+# A queue's settings are read on every claim; keep them a moment per process.
+# Changes made here apply at once, changes made by another process within this.
+SETTINGS_TTL = 1.0
+_settings_cache: dict[str, tuple[float, QueueSettings]] = {}
+_settings_lock = threading.Lock()
 
 
-def enqueue(queue: str, payload: str) -> int:
-    """Store a message (``payload`` is JSON text) at the back of ``queue``; return its id."""
-    now = timezone.now()
+def queue_settings(queue: str) -> QueueSettings:
+    with _settings_lock:
+        cached = _settings_cache.get(queue)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    row = Queue.objects.filter(name=queue).values_list("timeout", "max_attempts").first()
+    found = QueueSettings(*row) if row else QueueSettings(None, None)
+    with _settings_lock:
+        _settings_cache[queue] = (time.monotonic() + SETTINGS_TTL, found)
+    return found
+
+
+def configure(queue: str, **changes) -> QueueSettings:
+    """Set a queue's ``timeout`` and/or ``max_attempts`` (None: the default); create it if new."""
     with transaction.atomic():
-        Queue.objects.bulk_create([Queue(name=queue, created_at=now)], ignore_conflicts=True)
-        message = Message.objects.create(
-            queue_id=queue, payload=payload, created_at=now, visible_at=now
+        _ensure_queue(queue, timezone.now())
+        if changes:
+            Queue.objects.filter(name=queue).update(**changes)
+    with _settings_lock:
+        _settings_cache.pop(queue, None)
+    return queue_settings(queue)
+
+
+def _ensure_queue(queue: str, now: datetime) -> None:
+    Queue.objects.bulk_create([Queue(name=queue, created_at=now)], ignore_conflicts=True)
+
+
+def enqueue(queue: str, payload: str, delay: float = 0, key: str | None = None) -> tuple[int, bool]:
+    """Store a message (``payload`` is JSON text) at the back of ``queue``.
+
+    Returns ``(id, created)``. With ``key``, a key already used on this queue
+    within ``MQ_DEDUP_WINDOW`` seconds returns the first message's id and
+    stores nothing; the unique constraint decides between concurrent sends.
+    """
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            _ensure_queue(queue, now)
+            if key is not None:
+                window_start = now - timedelta(seconds=settings.MQ_DEDUP_WINDOW)
+                IdempotencyKey.objects.filter(
+                    queue_id=queue, key=key, created_at__lt=window_start
+                ).delete()
+            message = Message.objects.create(
+                queue_id=queue,
+                payload=payload,
+                created_at=now,
+                visible_at=now + timedelta(seconds=delay),
+            )
+            if key is not None:
+                IdempotencyKey.objects.create(
+                    queue_id=queue, key=key, message_id=message.id, created_at=now
+                )
+    except IntegrityError:
+        if key is None:
+            raise
+        first = IdempotencyKey.objects.filter(queue_id=queue, key=key).values_list(
+            "message_id", flat=True
         )
-    return message.id
+        return first.get(), False
+    if not delay:
+        transaction.on_commit(lambda: waiting.changed(queue))
+    return message.id, True
+
+
+def enqueue_many(queue: str, payloads: list[str], delay: float = 0) -> list[int]:
+    """Store several messages in one transaction, in order; return their ids."""
+    now = timezone.now()
+    visible_at = now + timedelta(seconds=delay)
+    with transaction.atomic():
+        _ensure_queue(queue, now)
+        messages = Message.objects.bulk_create(
+            Message(queue_id=queue, payload=p, created_at=now, visible_at=visible_at)
+            for p in payloads
+        )
+    if not delay:
+        transaction.on_commit(lambda: waiting.changed(queue))
+    return [message.id for message in messages]
 
 
 def claim(queue: str, count: int = 1, timeout: float | None = None) -> list[Delivery]:
-    """Lease the oldest ``count`` deliverable messages of ``queue`` for ``timeout`` seconds."""
+    """Lease the oldest ``count`` deliverable messages of ``queue`` for ``timeout``
+    seconds (the queue's default lease when None)."""
+    config = queue_settings(queue)
     now = timezone.now()
-    lease_end = now + timedelta(seconds=timeout if timeout is not None else default_lease_seconds())
+    lease_end = now + timedelta(seconds=timeout if timeout is not None else config.lease_seconds)
     lease = secrets.token_hex(16)
-    rows = claim_sql.claim_rows(queue, count, lease, now, lease_end, max_attempts())
+    rows = claim_sql.claim_rows(queue, count, lease, now, lease_end, config.attempts_limit)
     return [Delivery(row.id, row.payload, lease, lease_end, row.attempts) for row in rows]
 
 
-def ack(queue: str, message_id: int, lease: str | None = None) -> None:
-    """Mark a delivered message done: it is deleted.
+def claim_waiting(
+    queue: str, count: int = 1, timeout: float | None = None, wait: float = 0
+) -> list[Delivery]:
+    """``claim``, but when nothing is there wait up to ``wait`` seconds for a message."""
+    deadline = time.monotonic() + wait
+    woken = False
+    while True:
+        generation = waiting.waiters.generation(queue)
+        deliveries = claim(queue, count, timeout)
+        if deliveries:
+            if woken:
+                waiting.waiters.wake(queue)  # there may be more: pass the wake-up on
+            return deliveries
+        if time.monotonic() >= deadline:
+            return []
+        _release_connection()
+        waiting.waiters.wait(queue, generation, deadline)
+        woken = True
 
-    With ``lease``, only that delivery may finish the message (compare-and-set
-    on the token). Without it, any current, unexpired delivery is accepted, as
-    the seed's clients send none.
+
+def _release_connection() -> None:
+    """Give the database connection back while a request waits, so hundreds of
+    long-polls do not hold hundreds of connections."""
+    from django.db import connection
+
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def deliverable(queue: str, now: datetime) -> bool:
+    """Whether ``queue`` has a message a claim would take now (an index range scan)."""
+    limit = queue_settings(queue).attempts_limit
+    return (
+        Message.objects.filter(queue_id=queue, dead=False, visible_at__lte=now, attempts__lt=limit)
+        .order_by()
+        .exists()
+    )
+
+
+def next_visible_at(queue: str, now: datetime) -> datetime | None:
+    """When ``queue`` next has a deliverable message: ``now`` if it has one, else
+    the end of the earliest lease or delay, else None."""
+    if deliverable(queue, now):
+        return now
+    limit = queue_settings(queue).attempts_limit
+    return Message.objects.filter(
+        queue_id=queue, dead=False, visible_at__gt=now, attempts__lt=limit
+    ).aggregate(next_at=Min("visible_at"))["next_at"]
+
+
+def _held(queue: str, message_id: int, lease: str | None, now: datetime):
+    """The message while the caller holds its delivery (compare-and-set filter).
+
+    With ``lease``, only that delivery matches, even if its time ran out, as
+    long as nobody claimed the message since. Without it, any current,
+    unexpired delivery matches, as the seed's clients send no lease.
     """
-    now = timezone.now()
     current = Message.objects.filter(queue_id=queue, id=message_id, dead=False, lease__isnull=False)
     if lease is None:
-        current = current.filter(visible_at__gt=now)
-    else:
-        current = current.filter(lease=lease)
-    deleted, _ = current.delete()
+        return current.filter(visible_at__gt=now)
+    return current.filter(lease=lease)
+
+
+def ack(queue: str, message_id: int, lease: str | None = None) -> None:
+    """Mark a delivered message done: it is deleted."""
+    now = timezone.now()
+    deleted, _ = _held(queue, message_id, lease, now).delete()
     if not deleted:
-        raise _why_not_held(queue, message_id, lease, now)
+        raise _why_not_held(queue, message_id, lease)
 
 
-def _why_not_held(queue: str, message_id: int, lease: str | None, now: datetime) -> QueueError:
+@dataclass(frozen=True)
+class AckResult:
+    processed: list[int]
+    failed: list[tuple[int, QueueError]]
+
+
+def ack_many(queue: str, entries: list[tuple[int, str | None]]) -> AckResult:
+    """Ack several deliveries in one short transaction; each one that cannot be
+    acked fails alone, with the reason a single ack would give."""
+    now = timezone.now()
+    # One term per lease token, not per entry: a batch claimed together shares
+    # its token, and a thousand OR terms would be too deep for SQLite.
+    by_lease: dict[str | None, list[int]] = {}
+    for message_id, lease in entries:
+        by_lease.setdefault(lease, []).append(message_id)
+    held = Q(pk__in=[])
+    for lease, ids in by_lease.items():
+        if lease is None:
+            held |= Q(id__in=ids, visible_at__gt=now)
+        else:
+            held |= Q(id__in=ids, lease=lease)
+    with transaction.atomic():
+        candidates = Message.objects.filter(held, queue_id=queue, dead=False, lease__isnull=False)
+        ids = set(candidates.select_for_update().values_list("id", flat=True))
+        if ids:
+            Message.objects.filter(id__in=ids).delete()
+    failed = [
+        (message_id, _why_not_held(queue, message_id, lease))
+        for message_id, lease in entries
+        if message_id not in ids
+    ]
+    return AckResult(processed=[m for m, _ in entries if m in ids], failed=failed)
+
+
+def release(queue: str, message_id: int, lease: str | None, delay: float = 0) -> str:
+    """Give a delivered message back (nack): deliverable again after ``delay``
+    seconds, or dead if that was its last allowed delivery. Returns the new state."""
+    now = timezone.now()
+    held = _held(queue, message_id, lease, now)
+    limit = queue_settings(queue).attempts_limit
+    visible_at = now + timedelta(seconds=delay)
+    if held.filter(attempts__lt=limit).update(lease=None, visible_at=visible_at):
+        if not delay:
+            transaction.on_commit(lambda: waiting.changed(queue))
+        return "ready" if not delay else "delayed"
+    if held.update(lease=None, dead=True):
+        return "dead"
+    raise _why_not_held(queue, message_id, lease)
+
+
+def extend(queue: str, message_id: int, lease: str | None, timeout: float) -> datetime:
+    """Extend a held lease to ``timeout`` seconds from now (a heartbeat)."""
+    now = timezone.now()
+    lease_end = now + timedelta(seconds=timeout)
+    if not _held(queue, message_id, lease, now).update(visible_at=lease_end):
+        raise _why_not_held(queue, message_id, lease)
+    return lease_end
+
+
+def _why_not_held(queue: str, message_id: int, lease: str | None) -> QueueError:
     """Explain, after a compare-and-set matched nothing, why: 404 or which 409."""
     message = Message.objects.filter(queue_id=queue, id=message_id).first()
     if message is None:
@@ -115,18 +315,45 @@ def _why_not_held(queue: str, message_id: int, lease: str | None, now: datetime)
     )
 
 
-def requeue_expired(now: datetime | None = None) -> int:
-    """Clear leases that have run out, so the messages show as ready; return how many.
+@dataclass(frozen=True)
+class Housekeeping:
+    requeued: int
+    dead: int
+    keys_dropped: int
+
+
+def requeue_expired(now: datetime | None = None) -> Housekeeping:
+    """Store what the clock already decided: leases that ran out are cleared
+    (ready again), messages past their last allowed delivery become dead, and
+    idempotency keys older than the dedup window are dropped.
 
     Delivery does not need this (the claim reads the clock itself); it keeps
-    the stored state tidy for operators.
+    the stored state, the counts and the admin's filters exact.
     """
-    return Message.objects.expired(now).update(lease=None)
+    now = now or timezone.now()
+    with transaction.atomic():
+        dead = Message.objects.spent(now).update(lease=None, dead=True)
+        requeued = Message.objects.expired(now).update(lease=None)
+        window_start = now - timedelta(seconds=settings.MQ_DEDUP_WINDOW)
+        keys_dropped, _ = IdempotencyKey.objects.filter(created_at__lt=window_start).delete()
+    return Housekeeping(requeued, dead, keys_dropped)
+
+
+def redrive(messages) -> int:
+    """Make dead messages ready again, attempts reset, at their place by id."""
+    now = timezone.now()
+    count = messages.dead(now).update(dead=False, lease=None, attempts=0, visible_at=now)
+    for queue in set(messages.values_list("queue_id", flat=True)):
+        transaction.on_commit(lambda q=queue: waiting.changed(q))
+    return count
 
 
 def requeue(messages) -> int:
     """Make the given live messages deliverable now, at their place by id."""
-    return messages.filter(dead=False).update(lease=None, visible_at=timezone.now())
+    count = messages.filter(dead=False).update(lease=None, visible_at=timezone.now())
+    for queue in set(messages.values_list("queue_id", flat=True)):
+        transaction.on_commit(lambda q=queue: waiting.changed(q))
+    return count
 
 
 def purge(messages) -> int:
@@ -142,38 +369,46 @@ class QueueStats:
     leased: int = 0
     dead: int = 0
     oldest_created_at: datetime | None = None
+    timeout: float | None = None
+    max_attempts: int | None = None
 
     @property
     def total(self) -> int:
         return self.ready + self.delayed + self.leased + self.dead
 
 
-def queue_stats(now: datetime | None = None) -> list[QueueStats]:
-    """Counts per queue and state, in one grouped query, plus queues with no messages."""
+def queue_stats(now: datetime | None = None, queue: str | None = None) -> list[QueueStats]:
+    """Counts per queue and state in one grouped query, and every queue's settings."""
     now = now or timezone.now()
     alive = Q(dead=False)
-    rows = (
-        Message.objects.order_by()
-        .values("queue_id")
-        .annotate(
-            ready=Count("id", filter=alive & Q(visible_at__lte=now)),
-            delayed=Count("id", filter=alive & Q(lease__isnull=True, visible_at__gt=now)),
-            leased=Count("id", filter=alive & Q(lease__isnull=False, visible_at__gt=now)),
-            dead_count=Count("id", filter=Q(dead=True)),
-            oldest=Min("created_at"),
-        )
+    visible = Q(visible_at__lte=now)
+    spent = Q(attempts__gte=attempts_limit())
+    messages = Message.objects.order_by()
+    queues = Queue.objects.all()
+    if queue is not None:
+        messages = messages.filter(queue_id=queue)
+        queues = queues.filter(name=queue)
+    rows = messages.values("queue_id").annotate(
+        ready=Count("id", filter=alive & visible & ~spent),
+        delayed=Count("id", filter=alive & Q(lease__isnull=True, visible_at__gt=now)),
+        leased=Count("id", filter=alive & Q(lease__isnull=False, visible_at__gt=now)),
+        dead_count=Count("id", filter=Q(dead=True) | alive & visible & spent),
+        oldest=Min("created_at"),
     )
-    stats = {
-        row["queue_id"]: QueueStats(
-            row["queue_id"],
-            row["ready"],
-            row["delayed"],
-            row["leased"],
-            row["dead_count"],
-            row["oldest"],
+    counts = {row["queue_id"]: row for row in rows}
+    stats = []
+    for q in queues:
+        row = counts.get(q.name, {})
+        stats.append(
+            QueueStats(
+                q.name,
+                row.get("ready", 0),
+                row.get("delayed", 0),
+                row.get("leased", 0),
+                row.get("dead_count", 0),
+                row.get("oldest"),
+                q.timeout,
+                q.max_attempts,
+            )
         )
-        for row in rows
-    }
-    for name in Queue.objects.values_list("name", flat=True):
-        stats.setdefault(name, QueueStats(name))
-    return sorted(stats.values(), key=lambda s: s.name)
+    return stats

@@ -1,17 +1,28 @@
 """Queues and messages, and the queue states as QuerySet methods.
 
-A message's state follows from three columns and the clock, so no timer or
-cron job is needed for a lease to end:
+A message's state follows from its columns, its queue's ``max_attempts`` and
+the clock, so no timer or cron job is needed for a lease to end:
 
-- ready:   not dead, ``visible_at <= now`` (a lease that ran out counts too:
-           ``lease`` is still set, but the message is claimable again)
+- ready:   not dead, ``visible_at <= now``, deliveries left (a lease that ran
+           out counts too: ``lease`` is still set, but the message is claimable)
 - delayed: not dead, no lease, ``visible_at > now``
 - leased:  not dead, a lease, ``visible_at > now`` (``visible_at`` is the lease's end)
-- dead:    ``dead``, never delivered again
+- dead:    ``dead``, or its last allowed delivery's lease ran out; never delivered again
 """
 
+from django.conf import settings
 from django.db import models
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
+
+# No limit on deliveries: larger than any attempts counter will ever get.
+UNLIMITED_ATTEMPTS = 2**31 - 1
+
+
+def attempts_limit():
+    """Each message's queue's ``max_attempts``, or ``MQ_MAX_ATTEMPTS``, as an expression."""
+    return Coalesce(F("queue__max_attempts"), Value(settings.MQ_MAX_ATTEMPTS or UNLIMITED_ATTEMPTS))
 
 
 class Queue(models.Model):
@@ -40,7 +51,9 @@ class MessageQuerySet(models.QuerySet):
         return self.filter(dead=False)
 
     def ready(self, now=None):
-        return self.alive().filter(visible_at__lte=now or timezone.now())
+        return self.alive().filter(
+            visible_at__lte=now or timezone.now(), attempts__lt=attempts_limit()
+        )
 
     def delayed(self, now=None):
         return self.alive().filter(lease__isnull=True, visible_at__gt=now or timezone.now())
@@ -52,8 +65,13 @@ class MessageQuerySet(models.QuerySet):
         """Leased once, the lease has run out, and nobody has claimed it since."""
         return self.alive().filter(lease__isnull=False, visible_at__lte=now or timezone.now())
 
-    def dead(self):
-        return self.filter(dead=True)
+    def spent(self, now=None):
+        """Alive in storage, but its last allowed delivery's lease has run out: dead."""
+        return self.expired(now).filter(attempts__gte=attempts_limit())
+
+    def dead(self, now=None):
+        spent = Q(lease__isnull=False, visible_at__lte=now or timezone.now())
+        return self.filter(Q(dead=True) | spent & Q(attempts__gte=attempts_limit()))
 
 
 class Message(models.Model):
@@ -88,8 +106,26 @@ class Message(models.Model):
     def state(self, now=None) -> str:
         """This message's state, by the same rules as the QuerySet methods."""
         now = now or timezone.now()
-        if self.dead:
-            return "dead"
-        if self.visible_at <= now:
-            return "ready"
-        return "delayed" if self.lease is None else "leased"
+        if self.visible_at > now and not self.dead:
+            return "delayed" if self.lease is None else "leased"
+        limit = self.queue.max_attempts or settings.MQ_MAX_ATTEMPTS or UNLIMITED_ATTEMPTS
+        return "dead" if self.dead or self.attempts >= limit else "ready"
+
+
+class IdempotencyKey(models.Model):
+    """A producer's key, kept for the dedup window after its message was sent,
+    also after that message is done. The unique constraint is what makes two
+    concurrent sends with one key store one message."""
+
+    queue = models.ForeignKey(Queue, on_delete=models.CASCADE, db_index=False)
+    key = models.CharField(max_length=200)
+    message_id = models.BigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["queue", "key"], name="idempotency_key_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue_id}:{self.key}"

@@ -143,8 +143,11 @@ PENDING_TIMEOUT = env.int("PENDING_TIMEOUT", default=10000)  # lease length, mil
 MQ_MAX_ATTEMPTS = env.int("MQ_MAX_ATTEMPTS", default=None)  # None: unlimited
 MQ_MAX_PAYLOAD_BYTES = env.int("MQ_MAX_PAYLOAD_BYTES", default=262144)
 MQ_API_TOKENS = env.list("MQ_API_TOKENS", default=[])
-# A request body may carry a payload of MQ_MAX_PAYLOAD_BYTES plus its JSON frame.
-DATA_UPLOAD_MAX_MEMORY_SIZE = MQ_MAX_PAYLOAD_BYTES * 2 + 65536
+MQ_DEDUP_WINDOW = env.int("MQ_DEDUP_WINDOW", default=300)  # seconds an idempotency key is kept
+# A whole request body (a batch of messages): larger ones get a 413 before they are read.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int(
+    "MQ_MAX_REQUEST_BYTES", default=max(4 * 1024 * 1024, 2 * MQ_MAX_PAYLOAD_BYTES + 65536)
+)
 
 LOGGING = {
     "version": 1,

@@ -10,11 +10,18 @@ message_routes = [
     path("message/new", views.SendMessage.as_view()),
     path("message/next", views.NextMessage.as_view()),
     path("message/<str:id>/status/done", views.MessageDone.as_view()),
+    path("message/<str:id>/status/ready", views.GiveBack.as_view()),
+    path("message/<str:id>/lease", views.ExtendLease.as_view()),
+    path("messages/new", views.SendMessages.as_view()),
+    path("messages/next", views.NextMessages.as_view()),
+    path("messages/status/done", views.MessagesDone.as_view()),
 ]
 
 urlpatterns = [
     path("", include(message_routes)),
     path("queues", views.QueueList.as_view()),
+    path("queues/<str:queue>", views.QueueDetail.as_view()),
+    path("queues/<str:queue>/redrive", views.Redrive.as_view()),
     path("queues/<str:queue>/", include(message_routes)),
     path("health", views.Health.as_view()),
     path("metrics", pages.metrics),

@@ -6,7 +6,8 @@ import re
 
 from django.conf import settings
 
-from ..domain import MAX_LEASE_SECONDS, QueueError
+from .. import domain
+from ..domain import QueueError
 from .parsers import dump_json
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,80}")
@@ -31,7 +32,7 @@ def message_id(raw: str) -> int:
     return int(raw)
 
 
-def _body(data) -> dict:
+def body(data) -> dict:
     if not hasattr(data, "get"):
         raise QueueError("the body must be a JSON object", "invalid_body")
     return data
@@ -39,14 +40,27 @@ def _body(data) -> dict:
 
 def payload(data) -> str:
     """The payload's JSON text, from a JSON body or a form field (a string payload)."""
-    body = _body(data)
-    if "payload" not in body:
+    fields = body(data)
+    if "payload" not in fields:
         raise QueueError(
             'send {"payload": <any JSON value>} with Content-Type: application/json, '
             "or a form field named payload",
             "missing_payload",
         )
-    text = dump_json(body["payload"])
+    return payload_text(fields["payload"])
+
+
+def payloads(data) -> list[str]:
+    values = body(data).get("payloads")
+    if not isinstance(values, list) or not 1 <= len(values) <= domain.MAX_BATCH:
+        raise QueueError(
+            f'send {{"payloads": [...]}} with 1 to {domain.MAX_BATCH} payloads', "invalid_payloads"
+        )
+    return [payload_text(value) for value in values]
+
+
+def payload_text(value) -> str:
+    text = dump_json(value)
     size = len(text.encode("utf-8"))
     if size > settings.MQ_MAX_PAYLOAD_BYTES:
         raise PayloadTooLarge(
@@ -57,7 +71,7 @@ def payload(data) -> str:
 
 def lease(request) -> str | None:
     """The lease token from the body or the query string; None when not given."""
-    value = _body(request.data).get("lease", request.query_params.get("lease"))
+    value = body(request.data).get("lease", request.query_params.get("lease"))
     if value is None:
         return None
     if not isinstance(value, str) or not value:
@@ -81,7 +95,66 @@ def seconds(raw, name: str, *, low: float, high: float, default: float | None) -
     return value
 
 
-def lease_timeout(query_params) -> float | None:
-    return seconds(
-        query_params.get("timeout"), "timeout", low=0.001, high=MAX_LEASE_SECONDS, default=None
-    )
+def lease_timeout(raw) -> float | None:
+    return seconds(raw, "timeout", low=0.001, high=domain.MAX_LEASE_SECONDS, default=None)
+
+
+def delay(raw) -> float:
+    return seconds(raw, "delay", low=0, high=domain.MAX_DELAY_SECONDS, default=0)
+
+
+def wait(raw) -> float:
+    return seconds(raw, "wait", low=0, high=domain.MAX_WAIT_SECONDS, default=0)
+
+
+def count(raw) -> int:
+    if raw is None or raw == "":
+        return 1
+    if not (isinstance(raw, str) and raw.isascii() and raw.isdigit()) or not (
+        1 <= int(raw) <= domain.MAX_BATCH
+    ):
+        raise QueueError(
+            f"count must be a whole number from 1 to {domain.MAX_BATCH}", "invalid_count"
+        )
+    return int(raw)
+
+
+def key(raw) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not 1 <= len(raw) <= 200:
+        raise QueueError("key must be a string of 1 to 200 characters", "invalid_key")
+    return raw
+
+
+def max_attempts(raw) -> int | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 1_000_000:
+        raise QueueError(
+            "max_attempts must be null or a whole number from 1", "invalid_max_attempts"
+        )
+    return raw
+
+
+def done_entries(data) -> list[tuple[int, str | None]]:
+    """``{"messages": [{"id", "lease"}...]}`` as (id, lease) pairs."""
+    entries = body(data).get("messages")
+    if not isinstance(entries, list) or not 1 <= len(entries) <= domain.MAX_BATCH:
+        raise QueueError(
+            f'send {{"messages": [{{"id", "lease"}}...]}} with 1 to {domain.MAX_BATCH} entries',
+            "invalid_messages",
+        )
+    pairs = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise QueueError('each entry is {"id": <int>, "lease": "<token>"}', "invalid_messages")
+        id_, lease_ = entry.get("id"), entry.get("lease")
+        if isinstance(id_, bool) or not isinstance(id_, int) or id_ < 1:
+            raise QueueError(f"each entry needs a message id, not {id_!r}", "invalid_id")
+        if lease_ is not None and (not isinstance(lease_, str) or not lease_):
+            raise QueueError(
+                "lease must be the token string given with the message", "invalid_lease"
+            )
+        pairs.append((id_, lease_))
+    return pairs

@@ -10,6 +10,7 @@ from django.http import HttpResponse
 from rest_framework.views import APIView
 
 from .. import domain
+from ..models import Message
 from . import inputs
 
 DEFAULT_QUEUE = "default"
@@ -25,11 +26,14 @@ def no_content() -> HttpResponse:
     return response
 
 
+def iso(moment) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def delivery_json(delivery: domain.Delivery) -> str:
-    expires = delivery.lease_expires_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return (
         f'{{"id":{delivery.id},"payload":{delivery.payload},"lease":"{delivery.lease}",'
-        f'"lease_expires_at":"{expires}","attempts":{delivery.attempts}}}'
+        f'"lease_expires_at":"{iso(delivery.lease_expires_at)}","attempts":{delivery.attempts}}}'
     )
 
 
@@ -43,13 +47,24 @@ class QueueView(APIView):
 
 class SendMessage(QueueView):
     def post(self, request, **kwargs):
-        message_id = domain.enqueue(self.queue, inputs.payload(request.data))
-        return json_response({"id": message_id}, status=201)
+        fields = inputs.body(request.data)
+        message_id, created = domain.enqueue(
+            self.queue,
+            inputs.payload(fields),
+            delay=inputs.delay(fields.get("delay")),
+            key=inputs.key(fields.get("key")),
+        )
+        return json_response({"id": message_id}, status=201 if created else 200)
 
 
 class NextMessage(QueueView):
     def get(self, request, **kwargs):
-        deliveries = domain.claim(self.queue, 1, inputs.lease_timeout(request.query_params))
+        params = request.query_params
+        deliveries = domain.claim_waiting(
+            self.queue,
+            timeout=inputs.lease_timeout(params.get("timeout")),
+            wait=inputs.wait(params.get("wait")),
+        )
         if not deliveries:
             return no_content()
         return HttpResponse(delivery_json(deliveries[0]), content_type="application/json")
@@ -62,22 +77,98 @@ class MessageDone(QueueView):
         return json_response({"id": message_id, "status": "processed"})
 
 
+class ExtendLease(QueueView):
+    def post(self, request, id, **kwargs):
+        message_id = inputs.message_id(id)
+        timeout = inputs.lease_timeout(inputs.body(request.data).get("timeout"))
+        if timeout is None:
+            timeout = domain.queue_settings(self.queue).lease_seconds
+        lease = inputs.lease(request)
+        expires = domain.extend(self.queue, message_id, lease, timeout)
+        return json_response({"id": message_id, "lease": lease, "lease_expires_at": iso(expires)})
+
+
+class GiveBack(QueueView):
+    def post(self, request, id, **kwargs):
+        message_id = inputs.message_id(id)
+        delay = inputs.delay(inputs.body(request.data).get("delay"))
+        state = domain.release(self.queue, message_id, inputs.lease(request), delay)
+        return json_response({"id": message_id, "status": state})
+
+
+class SendMessages(QueueView):
+    def post(self, request, **kwargs):
+        payloads = inputs.payloads(request.data)
+        delay = inputs.delay(inputs.body(request.data).get("delay"))
+        return json_response({"ids": domain.enqueue_many(self.queue, payloads, delay)}, status=201)
+
+
+class NextMessages(QueueView):
+    def get(self, request, **kwargs):
+        params = request.query_params
+        deliveries = domain.claim_waiting(
+            self.queue,
+            count=inputs.count(params.get("count")),
+            timeout=inputs.lease_timeout(params.get("timeout")),
+            wait=inputs.wait(params.get("wait")),
+        )
+        body = '{"messages":[' + ",".join(delivery_json(d) for d in deliveries) + "]}"
+        return HttpResponse(body, content_type="application/json")
+
+
+class MessagesDone(QueueView):
+    def post(self, request, **kwargs):
+        result = domain.ack_many(self.queue, inputs.done_entries(request.data))
+        failed = [
+            {"id": message_id, "error": error.code, "detail": error.detail}
+            for message_id, error in result.failed
+        ]
+        return json_response({"processed": result.processed, "failed": failed})
+
+
 def stats_json(stats: domain.QueueStats) -> dict:
+    oldest = stats.oldest_created_at
     return {
         "name": stats.name,
+        "timeout": stats.timeout,
+        "max_attempts": stats.max_attempts,
         "ready": stats.ready,
         "delayed": stats.delayed,
         "leased": stats.leased,
         "dead": stats.dead,
-        "oldest_created_at": stats.oldest_created_at.isoformat()
-        if stats.oldest_created_at
-        else None,
+        "oldest_created_at": iso(oldest) if oldest else None,
     }
 
 
 class QueueList(APIView):
     def get(self, request):
         return json_response({"queues": [stats_json(s) for s in domain.queue_stats()]})
+
+
+class QueueDetail(QueueView):
+    """A queue's settings and counts; PUT changes ``timeout`` and ``max_attempts``."""
+
+    def get(self, request, **kwargs):
+        stats = domain.queue_stats(queue=self.queue)
+        if not stats:
+            return json_response(stats_json(domain.QueueStats(self.queue)))
+        return json_response(stats_json(stats[0]))
+
+    def put(self, request, **kwargs):
+        fields = inputs.body(request.data)
+        changes = {}
+        if "timeout" in fields:
+            changes["timeout"] = inputs.lease_timeout(fields["timeout"])
+        if "max_attempts" in fields:
+            changes["max_attempts"] = inputs.max_attempts(fields["max_attempts"])
+        domain.configure(self.queue, **changes)
+        return self.get(request, **kwargs)
+
+
+class Redrive(QueueView):
+    def post(self, request, **kwargs):
+        count = domain.redrive(Message.objects.filter(queue_id=self.queue))
+        return json_response({"queue": self.queue, "redriven": count})
 
 
 class Health(APIView):

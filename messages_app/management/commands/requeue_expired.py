@@ -5,10 +5,14 @@ from messages_app import domain
 
 class Command(BaseCommand):
     help = (
-        "Housekeeping for cron: clear leases that have run out, so those messages show "
-        "as ready. Delivery is correct whether or not this runs."
+        "Housekeeping for cron: clear leases that have run out (ready again), mark "
+        "messages past their last allowed delivery dead, drop old idempotency keys. "
+        "Delivery is correct whether or not this runs."
     )
 
     def handle(self, *args, **options):
-        count = domain.requeue_expired()
-        self.stdout.write(f"{count} expired lease(s) requeued")
+        done = domain.requeue_expired()
+        self.stdout.write(
+            f"{done.requeued} expired lease(s) requeued, {done.dead} message(s) dead, "
+            f"{done.keys_dropped} idempotency key(s) dropped"
+        )
