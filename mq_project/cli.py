@@ -28,7 +28,7 @@ def main() -> None:
         blocking_threads=settings.MQ_THREADS,
         static_path_route=["/static/admin"],
         static_path_mount=[admin_static],
-        log_level="warning",
+        log_level="error",
     ).serve()
 
 

@@ -28,9 +28,11 @@ DEBUG = env.bool("DEBUG", default=False)
 
 HOST = env("HOST", default="127.0.0.1")
 PORT = env.int("PORT", default=3000)
-# The `message-queue` server: processes, and threads per process.
+# The `message-queue` server: processes, and at most this many threads per
+# process (started on demand). Each waiting long-poll holds one thread (WSGI), so
+# the bound is high; only busy threads compete for the CPU.
 MQ_WORKERS = env.int("MQ_WORKERS", default=2)
-MQ_THREADS = env.int("MQ_THREADS", default=8)
+MQ_THREADS = env.int("MQ_THREADS", default=128)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", HOST])
 
 INSTALLED_APPS = [
