@@ -1,0 +1,39 @@
+"""Python clients for message-queue: ``Producer``, ``Consumer`` and their errors."""
+
+from .consumer import Consumer
+from .errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    QueueConnectionError,
+    QueueError,
+    QueueTimeout,
+    ServerError,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from .http import QueueClient
+from .messages import BatchResult, Failure, Message
+from .producer import Producer
+
+__all__ = [
+    "BadRequest",
+    "BatchResult",
+    "Conflict",
+    "Consumer",
+    "Failure",
+    "Forbidden",
+    "Message",
+    "NotFound",
+    "PayloadTooLarge",
+    "Producer",
+    "QueueClient",
+    "QueueConnectionError",
+    "QueueError",
+    "QueueTimeout",
+    "ServerError",
+    "Unauthorized",
+    "UnsupportedMediaType",
+]
