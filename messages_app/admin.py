@@ -1,11 +1,14 @@
 """The operator console: rows are read-only; state changes only through actions,
 which call the same domain functions as the API and the management commands."""
 
+from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from . import domain
-from .models import Message, Queue
+from .models import UNLIMITED_ATTEMPTS, Message, Queue
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -28,6 +31,12 @@ def requeue_messages(modeladmin, request, queryset):
     modeladmin.message_user(request, f"{count} message(s) requeued.", messages.SUCCESS)
 
 
+@admin.action(description="Redrive: dead messages ready again, attempts reset")
+def redrive_messages(modeladmin, request, queryset):
+    count = domain.redrive(queryset)
+    modeladmin.message_user(request, f"{count} dead message(s) redriven.", messages.SUCCESS)
+
+
 @admin.action(description="Purge: delete for good")
 def purge_messages(modeladmin, request, queryset):
     count = domain.purge(queryset)
@@ -47,7 +56,7 @@ class MessageAdmin(admin.ModelAdmin):
     )
     list_filter = (StateFilter, "queue")
     search_fields = ("=id", "payload")
-    actions = [requeue_messages, purge_messages]
+    actions = [requeue_messages, redrive_messages, purge_messages]
     list_per_page = 50
     # A million rows: no COUNT(*) of the whole table on every page.
     show_full_result_count = False
@@ -71,6 +80,12 @@ class MessageAdmin(admin.ModelAdmin):
         return False
 
 
+@admin.action(description="Redrive all their dead messages")
+def redrive_queues(modeladmin, request, queryset):
+    count = domain.redrive(Message.objects.filter(queue__in=queryset))
+    modeladmin.message_user(request, f"{count} dead message(s) redriven.", messages.SUCCESS)
+
+
 @admin.action(description="Purge all their messages")
 def purge_queues(modeladmin, request, queryset):
     count = domain.purge(Message.objects.filter(queue__in=queryset))
@@ -83,15 +98,23 @@ class QueueAdmin(admin.ModelAdmin):
     search_fields = ("name",)
     fields = ("name", "timeout", "max_attempts", "created_at")
     readonly_fields = ("created_at",)
-    actions = [purge_queues]
+    actions = [redrive_queues, purge_queues]
 
     def get_queryset(self, request):
+        # Dead as /queues and /info count it: stored dead, or its last allowed
+        # delivery's lease ran out (before requeue_expired stored that).
+        limit = Coalesce(F("max_attempts"), Value(settings.MQ_MAX_ATTEMPTS or UNLIMITED_ATTEMPTS))
+        spent = Q(
+            messages__dead=False,
+            messages__visible_at__lte=timezone.now(),
+            messages__attempts__gte=limit,
+        )
         return (
             super()
             .get_queryset(request)
             .annotate(
                 message_count=Count("messages"),
-                dead_count=Count("messages", filter=Q(messages__dead=True)),
+                dead_count=Count("messages", filter=Q(messages__dead=True) | spent),
             )
         )
 

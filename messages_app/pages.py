@@ -11,6 +11,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from . import domain
 from .api.auth import bearer_token, is_valid_token
+from .api.errors import error_response
+from .api.inputs import QUEUE_NAME
 from .models import Message
 
 PAGE_SIZE = 50
@@ -32,9 +34,13 @@ def info(request):
     queue = request.GET.get("queue") or None
     after = request.GET.get("after", "")
     after = int(after) if after.isascii() and after.isdigit() else 0
-    messages = Message.objects.filter(id__gt=after)
+    # The queue comes along: a message's state depends on its queue's max_attempts.
+    messages = Message.objects.select_related("queue").filter(id__gt=after)
     if queue:
-        messages = messages.filter(queue_id=queue)
+        # A name no queue can have matches nothing (and a NUL in it would make
+        # PostgreSQL refuse the query).
+        valid = QUEUE_NAME.fullmatch(queue)
+        messages = messages.filter(queue_id=queue) if valid else messages.none()
     page = list(messages.order_by("id")[: PAGE_SIZE + 1])
     rows = [(message, message.state(now)) for message in page[:PAGE_SIZE]]
     return render(
@@ -78,5 +84,10 @@ registry.register(QueueCollector())
 
 def metrics(request):
     if not _open_to(request):
-        return HttpResponse(status=401)
+        return error_response(
+            401,
+            "unauthorized",
+            "/metrics needs Authorization: Bearer <token>",
+            {"WWW-Authenticate": 'Bearer realm="message-queue"'},
+        )
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -4,7 +4,7 @@ import logging
 
 import simplejson
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError
+from django.db import DatabaseError, DataError
 from django.http import HttpResponse
 from rest_framework import exceptions
 
@@ -45,6 +45,10 @@ def exception_handler(exc, context):
             headers["Retry-After"] = str(int(exc.wait))
         code = _API_ERROR_CODES.get(type(exc), exc.default_code)
         return error_response(exc.status_code, code, str(exc.detail), headers)
+    if isinstance(exc, DataError):
+        # A value the database refuses to store or compare (PostgreSQL: a NUL
+        # character in text): the request's fault, and its statement changed nothing.
+        return error_response(400, "invalid_input", f"the database refused a value: {exc}")
     if isinstance(exc, DatabaseError):
         logger.exception("database error")
         return error_response(
