@@ -66,12 +66,14 @@ class MessageQuerySet(models.QuerySet):
         return self.alive().filter(lease__isnull=False, visible_at__lte=now or timezone.now())
 
     def spent(self, now=None):
-        """Alive in storage, but its last allowed delivery's lease has run out: dead."""
-        return self.expired(now).filter(attempts__gte=attempts_limit())
+        """Alive in storage, but its last allowed delivery is over: dead."""
+        return self.alive().filter(
+            visible_at__lte=now or timezone.now(), attempts__gte=attempts_limit()
+        )
 
     def dead(self, now=None):
-        spent = Q(lease__isnull=False, visible_at__lte=now or timezone.now())
-        return self.filter(Q(dead=True) | spent & Q(attempts__gte=attempts_limit()))
+        spent = Q(visible_at__lte=now or timezone.now(), attempts__gte=attempts_limit())
+        return self.filter(Q(dead=True) | spent)
 
 
 class Message(models.Model):

@@ -232,7 +232,6 @@ class Notifier:
     def _run(self) -> None:
         while True:
             if not self._event.wait(timeout=30):
-                connection.close()
                 continue
             time.sleep(0.002)  # gather the sends of the next few ms into one NOTIFY
             self._event.clear()
@@ -246,6 +245,8 @@ class Notifier:
                 logger.exception(
                     "NOTIFY failed; other processes' long-polls wake at their next check"
                 )
+            finally:
+                # Back to the pool: an idle thread must not keep the database busy.
                 connection.close()
 
 

@@ -11,6 +11,8 @@ from ..domain import QueueError
 from .parsers import dump_json
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,80}")
+# Wider than the server's own tokens (32 hex digits): a lease is opaque to clients.
+LEASE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class PayloadTooLarge(QueueError):
@@ -74,7 +76,7 @@ def lease(request) -> str | None:
     value = body(request.data).get("lease", request.query_params.get("lease"))
     if value is None:
         return None
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not LEASE.fullmatch(value):
         raise QueueError("lease must be the token string given with the message", "invalid_lease")
     return value
 
@@ -152,7 +154,7 @@ def done_entries(data) -> list[tuple[int, str | None]]:
         id_, lease_ = entry.get("id"), entry.get("lease")
         if isinstance(id_, bool) or not isinstance(id_, int) or id_ < 1:
             raise QueueError(f"each entry needs a message id, not {id_!r}", "invalid_id")
-        if lease_ is not None and (not isinstance(lease_, str) or not lease_):
+        if lease_ is not None and (not isinstance(lease_, str) or not LEASE.fullmatch(lease_)):
             raise QueueError(
                 "lease must be the token string given with the message", "invalid_lease"
             )

@@ -58,6 +58,9 @@ class SendMessage(QueueView):
 
 
 class NextMessage(QueueView):
+    # Not HEAD: Django would answer it with ``get``, which leases a message.
+    http_method_names = ["get", "options"]
+
     def get(self, request, **kwargs):
         params = request.query_params
         deliveries = domain.claim_waiting(
@@ -104,6 +107,8 @@ class SendMessages(QueueView):
 
 
 class NextMessages(QueueView):
+    http_method_names = ["get", "options"]
+
     def get(self, request, **kwargs):
         params = request.query_params
         deliveries = domain.claim_waiting(
@@ -174,6 +179,7 @@ class Redrive(QueueView):
 class Health(APIView):
     """Up, and the database answers; a database error becomes a 503 in ``errors``."""
 
+    authentication_classes = []
     permission_classes = []
 
     def get(self, request):
