@@ -35,67 +35,113 @@ def free_port() -> int:
 
 
 class Server:
-    """A real ``message-queue`` server process on the test database."""
+    """A real ``message-queue`` server process on the test database.
+
+    It runs in its own process group, so ``kill`` takes its granian workers too,
+    as a crash of the machine or an OOM kill of the whole service would.
+    """
 
     def __init__(self, **env: str):
+        self.env = {**os.environ, "DATABASE_URL": database_url(), "HOST": "127.0.0.1", **env}
+        self.process: subprocess.Popen | None = None
+        self.port = 0
+        self.url = ""
+
+    def spawn(self) -> "Server":
+        """Start the process without waiting for it (see ``wait_ready``)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "PORT": str(self.port),
-            "HOST": "127.0.0.1",
-            **env,
-        }
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> "Server":
-        # Its own session, so a crash test can kill the server and its workers at once.
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mq_project.cli"],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, "PORT": str(self.port)},
             start_new_session=True,
         )
-        deadline = time.monotonic() + 30
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> "Server":
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}")
             try:
                 if requests.get(self.url + "/health", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
-            time.sleep(0.1)
-        raise RuntimeError("server did not answer /health within 30 s")
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not answer /health within {timeout:g} s")
+
+    def start(self) -> "Server":
+        return self.spawn().wait_ready()
 
     def kill(self) -> None:
         """``kill -9`` the server and all its worker processes."""
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
+    def terminate(self, timeout: float = 15) -> int:
+        """SIGTERM to the main process, as a service manager sends it; its exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def group_alive(self) -> bool:
+        """Whether any process of the server's group (main or worker) is still running."""
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.kill()
+                pass
+        if self.group_alive():  # a worker outlived its parent: never leave one behind
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+class ServerFactory:
+    """``server_factory(**env)`` starts one server; ``server_factory.many(n, **env)``
+    starts ``n`` at once. ``env`` overrides the environment (PENDING_TIMEOUT, ...)."""
+
+    def __init__(self):
+        self.servers: list[Server] = []
+
+    def __call__(self, **env: str) -> Server:
+        return self.many(1, **env)[0]
+
+    def many(self, count: int, **env: str) -> list[Server]:
+        servers = [Server(**env) for _ in range(count)]
+        self.servers.extend(servers)
+        for server in servers:
+            server.spawn()
+        for server in servers:
+            try:
+                server.wait_ready()
+            except RuntimeError:
+                # Most likely its port was taken between free_port() and the bind: once more.
+                server.stop()
+                server.start()
+        return servers
+
+    def stop_all(self) -> None:
+        for server in self.servers:
+            server.stop()
 
 
 @pytest.fixture
 def server_factory(transactional_db):
     """Start real server processes on the test database; all are stopped afterwards."""
-    servers: list[Server] = []
-
-    def start(**env: str) -> Server:
-        server = Server(**env)
-        servers.append(server)
-        return server.start()
-
-    yield start
-    for server in servers:
-        server.stop()
+    factory = ServerFactory()
+    yield factory
+    factory.stop_all()
 
 
 @pytest.fixture
@@ -131,3 +177,37 @@ class Api:
 
 def _route(queue: str | None, tail: str) -> str:
     return f"/{tail}" if queue is None else f"/queues/{queue}/{tail}"
+
+
+@pytest.fixture
+def clock(time_machine):
+    """Time stands still (at a whole second, so stored times compare exactly) until
+    the test moves it with ``clock.shift(seconds)``; read it with ``timezone.now()``."""
+    from datetime import UTC, datetime
+
+    time_machine.move_to(datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC), tick=False)
+    return time_machine
+
+
+@pytest.fixture
+def stored():
+    """A snapshot of every stored queue, message and idempotency key, to prove a
+    request changed nothing."""
+    from messages_app.models import IdempotencyKey, Message, Queue
+
+    def snapshot() -> tuple[list[dict], ...]:
+        return (
+            list(Queue.objects.order_by("name").values()),
+            list(Message.objects.values()),
+            list(IdempotencyKey.objects.order_by("id").values()),
+        )
+
+    return snapshot
+
+
+@pytest.fixture
+def admin(clock, settings, request):
+    """pytest-django's ``admin_client``, logged in quickly (a fast password hasher) and
+    after the clock stopped, so its session is valid at the frozen time."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    return request.getfixturevalue("admin_client")
