@@ -7,15 +7,23 @@ from pathlib import Path
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mq_project.settings")
     import django
-    from django.conf import settings
-    from django.core.management import call_command
 
     django.setup()
-    call_command("migrate", interactive=False, verbosity=0)
 
     import django.contrib.admin
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connections
     from granian import Granian
     from granian.constants import Interfaces
+
+    call_command("migrate", interactive=False, verbosity=0)
+    # The server forks its workers from this process: none may inherit an open
+    # connection (or a pool of them), or two processes would talk on one socket.
+    for connection in connections.all():
+        connection.close()
+        if hasattr(connection, "close_pool"):
+            connection.close_pool()
 
     admin_static = Path(django.contrib.admin.__file__).parent / "static" / "admin"
     print(f"message-queue: serving on http://{settings.HOST}:{settings.PORT}", flush=True)  # noqa: T201
@@ -29,6 +37,8 @@ def main() -> None:
         static_path_route=["/static/admin"],
         static_path_mount=[admin_static],
         log_level="error",
+        # A pending long-poll must not hold up a stop for its whole wait.
+        workers_kill_timeout=3,
     ).serve()
 
 
