@@ -1,8 +1,9 @@
 """The queue's operations: enqueue, claim, ack, release, extend, expire,
 redrive, and the counts.
 
-Views, the admin, /info and the management commands all go through here; only
-the claim statement itself lives apart, in ``claim_sql``.
+Views, the admin, /info and the management commands all go through here; the
+few raw statements (the claim, and the hot path's insert and delete) live
+apart, in ``sql``.
 """
 
 import secrets
@@ -12,15 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
-from . import claim_sql, waiting
-from .models import UNLIMITED_ATTEMPTS, IdempotencyKey, Message, Queue, attempts_limit
+from . import sql, waiting
+from .models import (
+    UNLIMITED_ATTEMPTS,
+    IdempotencyKey,
+    Message,
+    Queue,
+    attempts_limit,
+)
 
-# SQS's bound for a lease; long enough for any handler, short enough to notice a lost consumer.
-MAX_LEASE_SECONDS = 12 * 60 * 60
 MAX_DELAY_SECONDS = 7 * 24 * 60 * 60
 MAX_WAIT_SECONDS = 20
 MAX_BATCH = 1000
@@ -92,8 +97,11 @@ def queue_settings(queue: str) -> QueueSettings:
 
 def configure(queue: str, **changes) -> QueueSettings:
     """Set a queue's ``timeout`` and/or ``max_attempts`` (None: the default); create it if new."""
+    now = timezone.now()
     with transaction.atomic():
-        _ensure_queue(queue, timezone.now())
+        _ensure_queue(queue, now)
+        # Deaths the old limit decided stay decided: store them before it changes.
+        Message.objects.filter(queue_id=queue).spent(now).update(lease=None, dead=True)
         if changes:
             Queue.objects.filter(name=queue).update(**changes)
     with _settings_lock:
@@ -101,8 +109,28 @@ def configure(queue: str, **changes) -> QueueSettings:
     return queue_settings(queue)
 
 
+# Queues whose row this process has seen committed; sends to them skip that insert.
+_known_queues: set[str] = set()
+
+
 def _ensure_queue(queue: str, now: datetime) -> None:
     Queue.objects.bulk_create([Queue(name=queue, created_at=now)], ignore_conflicts=True)
+    transaction.on_commit(lambda: _known_queues.add(queue))
+
+
+def _insert(queue: str, payload: str, now: datetime, visible_at: datetime) -> int:
+    """The hot path's send: one INSERT once the queue is known."""
+    if queue not in _known_queues:
+        _ensure_queue(queue, now)
+    try:
+        return sql.insert_message(queue, payload, now, visible_at)
+    except IntegrityError:
+        if connection.in_atomic_block:
+            raise
+        # The queue's row went away (deleted by hand): store it again.
+        _known_queues.discard(queue)
+        _ensure_queue(queue, now)
+        return sql.insert_message(queue, payload, now, visible_at)
 
 
 def enqueue(queue: str, payload: str, delay: float = 0, key: str | None = None) -> tuple[int, bool]:
@@ -113,34 +141,29 @@ def enqueue(queue: str, payload: str, delay: float = 0, key: str | None = None) 
     stores nothing; the unique constraint decides between concurrent sends.
     """
     now = timezone.now()
-    try:
-        with transaction.atomic():
-            _ensure_queue(queue, now)
-            if key is not None:
+    visible_at = now + timedelta(seconds=delay)
+    if key is None:
+        message_id = _insert(queue, payload, now, visible_at)
+    else:
+        try:
+            with transaction.atomic():
+                _ensure_queue(queue, now)
                 window_start = now - timedelta(seconds=settings.MQ_DEDUP_WINDOW)
                 IdempotencyKey.objects.filter(
                     queue_id=queue, key=key, created_at__lt=window_start
                 ).delete()
-            message = Message.objects.create(
-                queue_id=queue,
-                payload=payload,
-                created_at=now,
-                visible_at=now + timedelta(seconds=delay),
-            )
-            if key is not None:
+                message_id = sql.insert_message(queue, payload, now, visible_at)
                 IdempotencyKey.objects.create(
-                    queue_id=queue, key=key, message_id=message.id, created_at=now
+                    queue_id=queue, key=key, message_id=message_id, created_at=now
                 )
-    except IntegrityError:
-        if key is None:
-            raise
-        first = IdempotencyKey.objects.filter(queue_id=queue, key=key).values_list(
-            "message_id", flat=True
-        )
-        return first.get(), False
+        except IntegrityError:
+            first = IdempotencyKey.objects.filter(queue_id=queue, key=key).values_list(
+                "message_id", flat=True
+            )
+            return first.get(), False
     if not delay:
         transaction.on_commit(lambda: waiting.changed(queue))
-    return message.id, True
+    return message_id, True
 
 
 def enqueue_many(queue: str, payloads: list[str], delay: float = 0) -> list[int]:
@@ -165,7 +188,7 @@ def claim(queue: str, count: int = 1, timeout: float | None = None) -> list[Deli
     now = timezone.now()
     lease_end = now + timedelta(seconds=timeout if timeout is not None else config.lease_seconds)
     lease = secrets.token_hex(16)
-    rows = claim_sql.claim_rows(queue, count, lease, now, lease_end, config.attempts_limit)
+    rows = sql.claim_rows(queue, count, lease, now, lease_end, config.attempts_limit)
     return [Delivery(row.id, row.payload, lease, lease_end, row.attempts) for row in rows]
 
 
@@ -192,8 +215,6 @@ def claim_waiting(
 def _release_connection() -> None:
     """Give the database connection back while a request waits, so hundreds of
     long-polls do not hold hundreds of connections."""
-    from django.db import connection
-
     if not connection.in_atomic_block:
         connection.close()
 
@@ -233,10 +254,9 @@ def _held(queue: str, message_id: int, lease: str | None, now: datetime):
 
 
 def ack(queue: str, message_id: int, lease: str | None = None) -> None:
-    """Mark a delivered message done: it is deleted."""
-    now = timezone.now()
-    deleted, _ = _held(queue, message_id, lease, now).delete()
-    if not deleted:
+    """Mark a delivered message done: it is deleted (the compare-and-set of
+    ``_held``, in one statement)."""
+    if not sql.delete_held(queue, message_id, lease, timezone.now()):
         raise _why_not_held(queue, message_id, lease)
 
 
@@ -281,12 +301,13 @@ def release(queue: str, message_id: int, lease: str | None, delay: float = 0) ->
     held = _held(queue, message_id, lease, now)
     limit = queue_settings(queue).attempts_limit
     visible_at = now + timedelta(seconds=delay)
-    if held.filter(attempts__lt=limit).update(lease=None, visible_at=visible_at):
-        if not delay:
-            transaction.on_commit(lambda: waiting.changed(queue))
-        return "ready" if not delay else "delayed"
-    if held.update(lease=None, dead=True):
-        return "dead"
+    with transaction.atomic():
+        if held.filter(attempts__lt=limit).update(lease=None, visible_at=visible_at):
+            if not delay:
+                transaction.on_commit(lambda: waiting.changed(queue))
+            return "ready" if not delay else "delayed"
+        if held.update(lease=None, dead=True):
+            return "dead"
     raise _why_not_held(queue, message_id, lease)
 
 
@@ -294,7 +315,9 @@ def extend(queue: str, message_id: int, lease: str | None, timeout: float) -> da
     """Extend a held lease to ``timeout`` seconds from now (a heartbeat)."""
     now = timezone.now()
     lease_end = now + timedelta(seconds=timeout)
-    if not _held(queue, message_id, lease, now).update(visible_at=lease_end):
+    with transaction.atomic():
+        extended = _held(queue, message_id, lease, now).update(visible_at=lease_end)
+    if not extended:
         raise _why_not_held(queue, message_id, lease)
     return lease_end
 
@@ -342,7 +365,8 @@ def requeue_expired(now: datetime | None = None) -> Housekeeping:
 def redrive(messages) -> int:
     """Make dead messages ready again, attempts reset, at their place by id."""
     now = timezone.now()
-    count = messages.dead(now).update(dead=False, lease=None, attempts=0, visible_at=now)
+    with transaction.atomic():
+        count = messages.dead(now).update(dead=False, lease=None, attempts=0, visible_at=now)
     for queue in set(messages.values_list("queue_id", flat=True)):
         transaction.on_commit(lambda q=queue: waiting.changed(q))
     return count
@@ -350,7 +374,8 @@ def redrive(messages) -> int:
 
 def requeue(messages) -> int:
     """Make the given live messages deliverable now, at their place by id."""
-    count = messages.filter(dead=False).update(lease=None, visible_at=timezone.now())
+    with transaction.atomic():
+        count = messages.filter(dead=False).update(lease=None, visible_at=timezone.now())
     for queue in set(messages.values_list("queue_id", flat=True)):
         transaction.on_commit(lambda q=queue: waiting.changed(q))
     return count

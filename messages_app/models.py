@@ -11,6 +11,7 @@ the clock, so no timer or cron job is needed for a lease to end:
 """
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
@@ -18,6 +19,10 @@ from django.utils import timezone
 
 # No limit on deliveries: larger than any attempts counter will ever get.
 UNLIMITED_ATTEMPTS = 2**31 - 1
+# The largest max_attempts one can set.
+MAX_ATTEMPTS = 1_000_000
+# SQS's bound for a lease; long enough for any handler, short enough to notice a lost consumer.
+MAX_LEASE_SECONDS = 12 * 60 * 60
 
 
 def attempts_limit():
@@ -30,11 +35,15 @@ class Queue(models.Model):
 
     name = models.CharField(max_length=80, primary_key=True)
     timeout = models.FloatField(
-        null=True, blank=True, help_text="Default lease in seconds; empty: PENDING_TIMEOUT."
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.001), MaxValueValidator(MAX_LEASE_SECONDS)],
+        help_text="Default lease in seconds; empty: PENDING_TIMEOUT.",
     )
     max_attempts = models.PositiveIntegerField(
         null=True,
         blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_ATTEMPTS)],
         help_text="Deliveries before a message is dead; empty: MQ_MAX_ATTEMPTS.",
     )
     created_at = models.DateTimeField(default=timezone.now)

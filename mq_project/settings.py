@@ -83,9 +83,13 @@ DATABASES = {
 }
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Writers take turns on a lock of ours instead of polling SQLite's (see
+    # mq_project/sqlite_backend).
+    _db["ENGINE"] = "mq_project.sqlite_backend"
+    _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
     # WAL lets readers run beside the single writer; IMMEDIATE makes every
-    # transaction take the write lock up front, so two writers queue on the
-    # busy timeout instead of failing with "database is locked" on upgrade.
+    # transaction take the write lock up front, never upgrading a read lock
+    # half way (which fails with "database is locked" instead of waiting).
     # synchronous=NORMAL survives a killed process (the WAL is in the OS page
     # cache); FULL also survives a power loss, at a measured price (README).
     _db.setdefault("OPTIONS", {}).update(

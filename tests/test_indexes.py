@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from messages_app import claim_sql
+from messages_app import sql as queue_sql
 from messages_app.models import Message, Queue
 
 pytestmark = pytest.mark.django_db
@@ -29,11 +29,11 @@ def backlog():
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             # Inside the test's transaction: the statistics are rolled back with the rows.
-            cursor.execute(f"ANALYZE {claim_sql.TABLE}")
+            cursor.execute(f"ANALYZE {queue_sql.TABLE}")
 
 
 def pick_params() -> list:
-    """The pick's parameters, as ``claim_sql.claim_rows`` builds them."""
+    """The pick's parameters, as ``queue_sql.claim_rows`` builds them."""
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     return [QUEUE, False, now, FOREVER, 1]
 
@@ -46,24 +46,24 @@ def explain(sql: str, params: list) -> list[tuple]:
 
 
 def check_sqlite() -> None:
-    statement = [claim_sql._SQLITE, ["lease", timezone.now(), *pick_params()]]
-    for sql, params in [(claim_sql._PICK, pick_params()), statement]:
+    statement = [queue_sql._SQLITE, ["lease", timezone.now(), *pick_params()]]
+    for sql, params in [(queue_sql._PICK, pick_params()), statement]:
         plan = " | ".join(row[-1] for row in explain(sql, params))
         assert "USING INDEX message_claim_idx (queue_id=? AND dead=?)" in plan, plan
         assert "TEMP B-TREE" not in plan, plan  # no sort: the index is in id order
 
 
 def check_postgresql() -> None:
-    statement = [claim_sql._POSTGRESQL, [*pick_params(), "lease", timezone.now()]]
-    for sql, params in [(claim_sql._PICK, pick_params()), statement]:
+    statement = [queue_sql._POSTGRESQL, [*pick_params(), "lease", timezone.now()]]
+    for sql, params in [(queue_sql._PICK, pick_params()), statement]:
         plan = "\n".join(row[0] for row in explain(sql, params))
         assert "Index Scan using message_claim_idx" in plan, plan
         assert "Sort" not in plan, plan
-        assert f"Seq Scan on {claim_sql.TABLE}" not in plan, plan
+        assert f"Seq Scan on {queue_sql.TABLE}" not in plan, plan
 
 
 def check_mariadb() -> None:
-    for sql in [claim_sql._PICK, claim_sql._MARIADB_PICK]:
+    for sql in [queue_sql._PICK, queue_sql._MARIADB_PICK]:
         with connection.cursor() as cursor:
             cursor.execute("EXPLAIN " + sql, pick_params())
             columns = [c[0] for c in cursor.description]

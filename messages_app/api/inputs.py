@@ -8,6 +8,7 @@ from django.conf import settings
 
 from .. import domain
 from ..domain import QueueError
+from ..models import MAX_ATTEMPTS, MAX_LEASE_SECONDS
 from .parsers import dump_json
 
 QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,80}")
@@ -82,8 +83,8 @@ def lease(request) -> str | None:
 
 
 def seconds(raw, name: str, *, low: float, high: float, default: float | None) -> float | None:
-    """A number of seconds in [low, high]; ``default`` when absent."""
-    if raw is None or raw == "":
+    """A number of seconds in [low, high]; ``default`` when absent (None)."""
+    if raw is None:
         return default
     try:
         value = float(raw)
@@ -98,7 +99,7 @@ def seconds(raw, name: str, *, low: float, high: float, default: float | None) -
 
 
 def lease_timeout(raw) -> float | None:
-    return seconds(raw, "timeout", low=0.001, high=domain.MAX_LEASE_SECONDS, default=None)
+    return seconds(raw, "timeout", low=0.001, high=MAX_LEASE_SECONDS, default=None)
 
 
 def delay(raw) -> float:
@@ -110,7 +111,7 @@ def wait(raw) -> float:
 
 
 def count(raw) -> int:
-    if raw is None or raw == "":
+    if raw is None:
         return 1
     if not (isinstance(raw, str) and raw.isascii() and raw.isdigit()) or not (
         1 <= int(raw) <= domain.MAX_BATCH
@@ -132,7 +133,7 @@ def key(raw) -> str | None:
 def max_attempts(raw) -> int | None:
     if raw is None:
         return None
-    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 1_000_000:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_ATTEMPTS:
         raise QueueError(
             "max_attempts must be null or a whole number from 1", "invalid_max_attempts"
         )

@@ -1,7 +1,8 @@
 """On MariaDB/MySQL, compare queue names, keys and leases byte for byte.
 
 The server's default collation (utf8mb4_general_ci) is case-insensitive, so
-queue ``Jobs`` would read queue ``jobs``'s messages. The other databases
+queue ``Jobs`` would read queue ``jobs``'s messages, and pads with spaces, so
+key ``"a "`` would be key ``"a"``. The other databases
 compare text exactly already; this does nothing there.
 """
 
@@ -25,9 +26,10 @@ def binary_collation(apps, schema_editor):
                     keys.append((table, name, info["columns"][0]))
     for table, name, _ in keys:
         schema_editor.execute(f"ALTER TABLE {table} DROP FOREIGN KEY {name}")
+    collation = "utf8mb4_nopad_bin" if connection.mysql_is_mariadb else "utf8mb4_0900_bin"
     for table in [QUEUE_TABLE, *REFERRING_TABLES]:
         schema_editor.execute(
-            f"ALTER TABLE {table} CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+            f"ALTER TABLE {table} CONVERT TO CHARACTER SET utf8mb4 COLLATE {collation}"
         )
     for table, name, column in keys:
         schema_editor.execute(

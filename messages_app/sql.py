@@ -1,7 +1,7 @@
-"""The claim, the one statement the ORM cannot express: pick the oldest
-deliverable messages of a queue and lease them, atomically.
+"""The statements the ORM cannot express, or makes slow on the hot path.
 
-Each backend gets the shortest safe form it supports:
+The claim picks the oldest deliverable messages of a queue and leases them,
+atomically; each backend gets the shortest safe form it supports:
 
 - PostgreSQL: one ``UPDATE ... RETURNING`` over a ``FOR UPDATE SKIP LOCKED``
   pick, so concurrent claimers skip each other's rows instead of waiting.
@@ -10,9 +10,12 @@ Each backend gets the shortest safe form it supports:
 - SQLite: one ``UPDATE ... RETURNING`` inside an IMMEDIATE transaction; SQLite
   has a single writer, so nothing can claim the same row in between.
 
+Sending and acknowledging are one plain statement each (``INSERT ...
+RETURNING`` and a compare-and-set ``DELETE``), the same on every backend.
 Nothing else runs inside these transactions.
 """
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -93,3 +96,40 @@ def claim_rows(
     pick = [queue, False, adapt(now), max_attempts, count]
     rows = _CLAIMS[connection.vendor](pick, lease, adapt(lease_end))
     return sorted((ClaimedRow(*row) for row in rows), key=lambda row: row.id)
+
+
+_INSERT = f"""
+    INSERT INTO {TABLE} (queue_id, payload, created_at, visible_at, lease, attempts, dead)
+    VALUES (%s, %s, %s, %s, NULL, 0, %s)
+    RETURNING id
+"""
+
+_DELETE_HELD = f"DELETE FROM {TABLE} WHERE id = %s AND queue_id = %s AND dead = %s AND lease "
+_BY_TOKEN = _DELETE_HELD + "= %s"
+_BY_CLOCK = _DELETE_HELD + "IS NOT NULL AND visible_at > %s"
+
+
+def _one_write():
+    """A single statement is atomic by itself; SQLite still gets a transaction,
+    so that it takes its turn on the writer lock (mq_project/sqlite_backend)."""
+    return transaction.atomic() if connection.vendor == "sqlite" else nullcontext()
+
+
+def insert_message(queue: str, payload: str, created_at: datetime, visible_at: datetime) -> int:
+    adapt = connection.ops.adapt_datetimefield_value
+    with _one_write(), connection.cursor() as cursor:
+        cursor.execute(_INSERT, [queue, payload, adapt(created_at), adapt(visible_at), False])
+        return cursor.fetchone()[0]
+
+
+def delete_held(queue: str, message_id: int, lease: str | None, now: datetime) -> bool:
+    """Delete the message if the caller holds its delivery: the lease ``lease``
+    (even run out, if nobody claimed it since), or without a token any
+    unexpired lease. Returns whether it was deleted."""
+    if lease is None:
+        statement, last = _BY_CLOCK, connection.ops.adapt_datetimefield_value(now)
+    else:
+        statement, last = _BY_TOKEN, lease
+    with _one_write(), connection.cursor() as cursor:
+        cursor.execute(statement, [message_id, queue, False, last])
+        return cursor.rowcount == 1
