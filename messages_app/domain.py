@@ -9,12 +9,13 @@ apart, in ``sql``.
 import secrets
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from . import sql, waiting
@@ -23,7 +24,6 @@ from .models import (
     IdempotencyKey,
     Message,
     Queue,
-    attempts_limit,
 )
 
 MAX_DELAY_SECONDS = 7 * 24 * 60 * 60
@@ -223,7 +223,8 @@ def deliverable(queue: str, now: datetime) -> bool:
     """Whether ``queue`` has a message a claim would take now (an index range scan)."""
     limit = queue_settings(queue).attempts_limit
     return (
-        Message.objects.filter(queue_id=queue, dead=False, visible_at__lte=now, attempts__lt=limit)
+        Message.objects.alive()
+        .filter(queue_id=queue, visible_at__lte=now, attempts__lt=limit)
         .order_by()
         .exists()
     )
@@ -235,9 +236,8 @@ def next_visible_at(queue: str, now: datetime) -> datetime | None:
     if deliverable(queue, now):
         return now
     limit = queue_settings(queue).attempts_limit
-    return Message.objects.filter(
-        queue_id=queue, dead=False, visible_at__gt=now, attempts__lt=limit
-    ).aggregate(next_at=Min("visible_at"))["next_at"]
+    later = Message.objects.alive().filter(queue_id=queue, visible_at__gt=now, attempts__lt=limit)
+    return later.aggregate(next_at=Min("visible_at"))["next_at"]
 
 
 def _held(queue: str, message_id: int, lease: str | None, now: datetime):
@@ -281,11 +281,18 @@ def ack_many(queue: str, entries: list[tuple[int, str | None]]) -> AckResult:
             held |= Q(id__in=ids, visible_at__gt=now)
         else:
             held |= Q(id__in=ids, lease=lease)
-    with transaction.atomic():
-        candidates = Message.objects.filter(held, queue_id=queue, dead=False, lease__isnull=False)
-        ids = set(candidates.select_for_update().values_list("id", flat=True))
-        if ids:
-            Message.objects.filter(id__in=ids).delete()
+
+    def delete_held() -> set[int]:
+        with transaction.atomic():
+            candidates = Message.objects.filter(
+                held, queue_id=queue, dead=False, lease__isnull=False
+            )
+            ids = set(candidates.select_for_update().values_list("id", flat=True))
+            if ids:
+                Message.objects.filter(id__in=ids).delete()
+        return ids
+
+    ids = sql.retrying_deadlocks(delete_held)
     failed = [
         (message_id, _why_not_held(queue, message_id, lease))
         for message_id, lease in entries
@@ -403,37 +410,60 @@ class QueueStats:
 
 
 def queue_stats(now: datetime | None = None, queue: str | None = None) -> list[QueueStats]:
-    """Counts per queue and state in one grouped query, and every queue's settings."""
+    """Counts per queue and state, and every queue's settings.
+
+    A million stored messages must not mean a million rows read: the counts
+    come from index ranges, in a fixed number of queries.
+    """
     now = now or timezone.now()
-    alive = Q(dead=False)
-    visible = Q(visible_at__lte=now)
-    spent = Q(attempts__gte=attempts_limit())
-    messages = Message.objects.order_by()
-    queues = Queue.objects.all()
+    first_alive = Message.objects.alive().filter(queue_id=OuterRef("name")).order_by("id")
+    queues = Queue.objects.annotate(first_id=Subquery(first_alive.values("id")[:1]))
     if queue is not None:
-        messages = messages.filter(queue_id=queue)
         queues = queues.filter(name=queue)
-    rows = messages.values("queue_id").annotate(
-        ready=Count("id", filter=alive & visible & ~spent),
-        delayed=Count("id", filter=alive & Q(lease__isnull=True, visible_at__gt=now)),
-        leased=Count("id", filter=alive & Q(lease__isnull=False, visible_at__gt=now)),
-        dead_count=Count("id", filter=Q(dead=True) | alive & visible & spent),
-        oldest=Min("created_at"),
+    queues = list(queues)
+    messages = Message.objects.order_by().filter(queue_id__in=[q.name for q in queues])
+    # Every message, by queue and dead flag: an index-only count (message_claim_idx).
+    totals = Counter(
+        {
+            (row["queue_id"], row["dead"]): row["count"]
+            for row in messages.values("queue_id", "dead").annotate(count=Count("*"))
+        }
     )
-    counts = {row["queue_id"]: row for row in rows}
+    # Leased and delayed: the few not deliverable yet (a range of message_visible_idx).
+    later = {
+        row["queue_id"]: row
+        for row in messages.alive()
+        .filter(visible_at__gt=now)
+        .values("queue_id")
+        .annotate(
+            leased=Count("id", filter=Q(lease__isnull=False)),
+            delayed=Count("id", filter=Q(lease__isnull=True)),
+        )
+    }
+    # Spent (their last delivery is over): only queues with a limit can have any.
+    limited = [q.name for q in queues if q.max_attempts or settings.MQ_MAX_ATTEMPTS]
+    spent = Counter(
+        dict(
+            messages.filter(queue_id__in=limited)
+            .spent(now)
+            .values("queue_id")
+            .annotate(count=Count("*"))
+            .values_list("queue_id", "count")
+        )
+        if limited
+        else {}
+    )
+    first_ids = [q.first_id for q in queues if q.first_id is not None]
+    oldest = dict(Message.objects.filter(id__in=first_ids).values_list("queue_id", "created_at"))
     stats = []
     for q in queues:
-        row = counts.get(q.name, {})
+        leased = later.get(q.name, {}).get("leased", 0)
+        delayed = later.get(q.name, {}).get("delayed", 0)
+        ready = totals[q.name, False] - leased - delayed - spent[q.name]
+        dead = totals[q.name, True] + spent[q.name]
         stats.append(
             QueueStats(
-                q.name,
-                row.get("ready", 0),
-                row.get("delayed", 0),
-                row.get("leased", 0),
-                row.get("dead_count", 0),
-                row.get("oldest"),
-                q.timeout,
-                q.max_attempts,
+                q.name, ready, delayed, leased, dead, oldest.get(q.name), q.timeout, q.max_attempts
             )
         )
     return stats

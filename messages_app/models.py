@@ -57,7 +57,9 @@ class Queue(models.Model):
 
 class MessageQuerySet(models.QuerySet):
     def alive(self):
-        return self.filter(dead=False)
+        # ``dead IN (false)``, not ``dead=False``: on SQLite the ORM writes the
+        # latter as ``NOT dead``, which cannot seek in the indexes below.
+        return self.filter(dead__in=[False])
 
     def ready(self, now=None):
         return self.alive().filter(
@@ -109,6 +111,10 @@ class Message(models.Model):
             # The claim: "smallest id of queue Q that is not dead" is a range
             # scan of this index, whatever the backlog (see tests/test_indexes.py).
             models.Index(fields=["queue", "dead", "id"], name="message_claim_idx"),
+            # What is not deliverable yet (leased, delayed): the counts of /info
+            # and /queues, the long-poll watcher's next wake-up, and
+            # requeue_expired read ranges of this index, not the whole table.
+            models.Index(fields=["queue", "dead", "visible_at"], name="message_visible_idx"),
         ]
 
     def __str__(self) -> str:

@@ -15,22 +15,29 @@ RETURNING`` and a compare-and-set ``DELETE``), the same on every backend.
 Nothing else runs inside these transactions.
 """
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 
 from .models import Message
 
 TABLE = Message._meta.db_table
+T = TypeVar("T")
 
 # Rows that can be delivered now, oldest first: ready, delay over, or lease run out.
-_PICK = f"""
-    SELECT id FROM {TABLE}
+_DELIVERABLE = """
     WHERE queue_id = %s AND dead = %s AND visible_at <= %s AND attempts < %s
     ORDER BY id LIMIT %s
 """
+_PICK = f"SELECT id FROM {TABLE} {_DELIVERABLE}"
+# The head of the queue is a range of message_claim_idx read in id order. With
+# no statistics SQLite would rather range over message_visible_idx and sort
+# every deliverable row (a million, with a backlog); MariaDB likewise.
+_CLAIM_INDEX = "message_claim_idx"
 
 _POSTGRESQL = f"""
     WITH picked AS ({_PICK} FOR UPDATE SKIP LOCKED)
@@ -41,14 +48,13 @@ _POSTGRESQL = f"""
 
 _SQLITE = f"""
     UPDATE {TABLE} SET lease = %s, visible_at = %s, attempts = attempts + 1
-    WHERE id IN ({_PICK})
+    WHERE id IN (SELECT id FROM {TABLE} INDEXED BY {_CLAIM_INDEX} {_DELIVERABLE})
     RETURNING id, payload, attempts
 """
 
 _MARIADB_PICK = f"""
-    SELECT id, payload, attempts FROM {TABLE}
-    WHERE queue_id = %s AND dead = %s AND visible_at <= %s AND attempts < %s
-    ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
+    SELECT id, payload, attempts FROM {TABLE} FORCE INDEX ({_CLAIM_INDEX})
+    {_DELIVERABLE} FOR UPDATE SKIP LOCKED
 """
 _MARIADB_LEASE = (
     f"UPDATE {TABLE} SET lease = %%s, visible_at = %%s, attempts = attempts + 1 WHERE id IN (%s)"
@@ -76,13 +82,37 @@ def _claim_sqlite(pick: list, lease: str, end: object) -> list[tuple]:
 
 
 def _claim_mariadb(pick: list, lease: str, end: object) -> list[tuple]:
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_MARIADB_PICK, pick)
-        rows = cursor.fetchall()
-        if rows:
-            ids = [row[0] for row in rows]
-            cursor.execute(_MARIADB_LEASE % ", ".join(["%s"] * len(ids)), [lease, end, *ids])
-    return [(id_, payload, attempts + 1) for id_, payload, attempts in rows]
+    def claim() -> list[tuple]:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_MARIADB_PICK, pick)
+            rows = cursor.fetchall()
+            if rows:
+                ids = [row[0] for row in rows]
+                cursor.execute(_MARIADB_LEASE % ", ".join(["%s"] * len(ids)), [lease, end, *ids])
+        return [(id_, payload, attempts + 1) for id_, payload, attempts in rows]
+
+    return retrying_deadlocks(claim)
+
+
+# InnoDB's "Deadlock found when trying to get lock".
+_DEADLOCK = 1213
+_DEADLOCK_TRIES = 5
+
+
+def retrying_deadlocks(transaction_function: Callable[[], T]) -> T:
+    """Run a short transaction, again if MariaDB chose it as a deadlock victim.
+
+    Row locks taken through secondary indexes (claims and batch acks on one
+    queue) can deadlock in InnoDB; the victim's transaction is rolled back
+    whole, so running it again is safe. Elsewhere this just runs it once.
+    """
+    for attempt in range(1, _DEADLOCK_TRIES + 1):
+        try:
+            return transaction_function()
+        except OperationalError as exc:
+            retry = connection.vendor == "mysql" and not connection.in_atomic_block
+            if not retry or exc.args[0] != _DEADLOCK or attempt == _DEADLOCK_TRIES:
+                raise
 
 
 _CLAIMS = {"postgresql": _claim_postgresql, "sqlite": _claim_sqlite, "mysql": _claim_mariadb}

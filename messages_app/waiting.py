@@ -198,7 +198,9 @@ class PostgresFeed:
         self.conn.execute(f"LISTEN {CHANNEL}")
 
     def changes(self) -> set[str]:
-        return {n.payload for n in self.conn.notifies(timeout=TICK_SECONDS["postgresql"])}
+        # Back as soon as a notification arrives, with any that came along.
+        notifies = self.conn.notifies(timeout=TICK_SECONDS["postgresql"], stop_after=1)
+        return {n.payload for n in notifies}
 
     def close(self) -> None:
         self.conn.close()

@@ -106,11 +106,14 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # the tests share it with the test process.
     _db["TEST"] = {"NAME": str(Path(_db["NAME"]).with_suffix(".test.sqlite3"))}
 elif _db["ENGINE"] == "django.db.backends.postgresql":
-    # psycopg's pool keeps connections open across requests.
-    _db.setdefault("OPTIONS", {}).setdefault("pool", True)
+    # psycopg's pool keeps connections open across requests; a waiting
+    # long-poll gives its connection back, so a few per process are enough.
+    _db.setdefault("OPTIONS", {}).setdefault("pool", {"min_size": 2, "max_size": 16})
 elif _db["ENGINE"] == "django.db.backends.mysql":
     _db.setdefault("OPTIONS", {}).setdefault("charset", "utf8mb4")
-    _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
+    # A connection per request by default: every server thread keeping its own
+    # would pass MariaDB's max_connections (151) with a few hundred long-polls.
+    _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
     _db["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
