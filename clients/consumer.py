@@ -120,9 +120,9 @@ class Consumer(QueueClient):
     def give_back(self, message: Message, delay: float | None = None) -> str | None:
         """Return a leased message to the queue at once, or after ``delay`` seconds (a nack).
 
-        Returns its new status: ``"ready"``, or ``"dead"`` when that was its last
-        allowed delivery; None when a repeat after a lost answer found it already
-        given back.
+        Returns its new status: ``"ready"``, ``"delayed"`` (with ``delay``), or
+        ``"dead"`` when that was its last allowed delivery; None when a repeat
+        after a lost answer found it already given back.
         """
         body: dict[str, Any] = {"lease": message.lease}
         if delay is not None:
