@@ -429,7 +429,8 @@ def queue_stats(now: datetime | None = None, queue: str | None = None) -> list[Q
             for row in messages.values("queue_id", "dead").annotate(count=Count("*"))
         }
     )
-    # Leased and delayed: the few not deliverable yet (a range of message_visible_idx).
+    # Leased and delayed: the few not deliverable yet (a range of
+    # message_visible_idx; on PostgreSQL, which lacks it, a scan of the queue).
     later = {
         row["queue_id"]: row
         for row in messages.alive()

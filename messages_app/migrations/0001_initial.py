@@ -40,7 +40,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['id'],
-                'indexes': [models.Index(fields=['queue', 'dead', 'id'], name='message_claim_idx'), models.Index(fields=['queue', 'dead', 'visible_at'], name='message_visible_idx')],
+                'indexes': [models.Index(fields=['queue', 'dead', 'id'], name='message_claim_idx')],
             },
         ),
         migrations.CreateModel(
