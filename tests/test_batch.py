@@ -8,6 +8,7 @@ from itertools import cycle
 
 import pytest
 import requests
+from contract import assert_error
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -44,15 +45,6 @@ def ack_batch(api, entries, queue: str | None = None):
 
 def entries_of(messages) -> list[dict]:
     return [{"id": m["id"], "lease": m["lease"]} for m in messages]
-
-
-def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/json"
-    body = response.json()
-    assert list(body) == ["error", "detail"]
-    assert body["error"] == code
-    assert isinstance(body["detail"], str) and body["detail"]
 
 
 # Sending

@@ -4,6 +4,7 @@ takes its FIFO place by id."""
 from datetime import timedelta
 
 import pytest
+from contract import assert_error
 from django.utils import timezone
 
 from messages_app.models import Message
@@ -27,15 +28,6 @@ def send_delayed(api, payload, delay, queue: str | None = None) -> int:
 def queue_counts(api, queue: str = "default") -> dict:
     body = api.get(f"/queues/{queue}").json()
     return {state: body[state] for state in ("ready", "delayed", "leased", "dead")}
-
-
-def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/json"
-    body = response.json()
-    assert list(body) == ["error", "detail"]
-    assert body["error"] == code
-    assert isinstance(body["detail"], str) and body["detail"]
 
 
 def test_a_delayed_message_is_stored_visible_from_the_end_of_its_delay(api, clock):

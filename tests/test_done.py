@@ -2,15 +2,11 @@
 message and it is gone; anyone else gets 404 or 409 and nothing changes."""
 
 import pytest
+from contract import assert_error
 
 from messages_app.models import Message
 
 pytestmark = pytest.mark.django_db
-
-
-def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status
-    assert response.json()["error"] == code
 
 
 def test_done_answers_processed_and_the_message_is_gone(api):

@@ -4,6 +4,7 @@ and a refused request changes nothing that is stored."""
 from urllib.parse import quote
 
 import pytest
+from contract import assert_error
 
 pytestmark = pytest.mark.django_db
 
@@ -14,15 +15,6 @@ def some_messages(api):
     api.send("leased")
     api.next()
     api.send("ready")
-
-
-def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status
-    assert response["Content-Type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"error", "detail"}
-    assert body["error"] == code
-    assert isinstance(body["detail"], str) and body["detail"]
 
 
 def post_raw(api, url: str, body: str | bytes, content_type: str = "application/json"):

@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 import requests
+from contract import assert_error
 from django.core.management import call_command
 
 from messages_app.models import IdempotencyKey, Message
@@ -18,15 +19,6 @@ def send(api, payload, key=None, queue: str | None = None, **fields):
     if key is not None:
         body["key"] = key
     return api.post("/message/new" if queue is None else f"/queues/{queue}/message/new", body)
-
-
-def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/json"
-    body = response.json()
-    assert list(body) == ["error", "detail"]
-    assert body["error"] == code
-    assert isinstance(body["detail"], str) and body["detail"]
 
 
 def test_a_send_with_a_new_key_answers_201_and_stores_the_message(api):

@@ -5,6 +5,7 @@ give a message back at once, optionally with a delay, with
 from datetime import timedelta
 
 import pytest
+from contract import assert_error
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -41,15 +42,6 @@ def deliver(api, queue: str | None = None, **params) -> dict:
     response = api.next(queue, **params)
     assert response.status_code == 200, response.content
     return response.json()
-
-
-def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/json"
-    body = response.json()
-    assert list(body) == ["error", "detail"]
-    assert body["error"] == code
-    assert isinstance(body["detail"], str) and body["detail"]
 
 
 # Extending a lease

@@ -7,6 +7,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 import requests
+from contract import assert_error
 
 from messages_app.models import Message
 
@@ -15,15 +16,6 @@ pytestmark = pytest.mark.django_db
 # Bounds far above what a wake-up takes; they only catch a poll that was never woken.
 WAIT = 10
 PROMPTLY = 2.0
-
-
-def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/json"
-    body = response.json()
-    assert list(body) == ["error", "detail"]
-    assert body["error"] == code
-    assert isinstance(body["detail"], str) and body["detail"]
 
 
 class Poll:

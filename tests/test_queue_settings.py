@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 import requests
+from contract import assert_error
 from django.utils import timezone
 
 from messages_app import domain
@@ -47,15 +48,6 @@ def deliver(api, queue: str | None = None, **params) -> dict:
     response = api.next(queue, **params)
     assert response.status_code == 200, response.content
     return response.json()
-
-
-def assert_error(response, status: int, code: str) -> None:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/json"
-    body = response.json()
-    assert list(body) == ["error", "detail"]
-    assert body["error"] == code
-    assert isinstance(body["detail"], str) and body["detail"]
 
 
 # Reading
