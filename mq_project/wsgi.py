@@ -1,7 +1,28 @@
+"""The WSGI application: API paths without middleware, pages with it (see ``handlers``)."""
+
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
+from django.core.handlers.wsgi import WSGIHandler
+
+from .handlers import WithoutMiddleware, is_page
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mq_project.settings")
 
-application = get_wsgi_application()
+
+class APIHandler(WithoutMiddleware, WSGIHandler):
+    pass
+
+
+def get_application():
+    django.setup(set_prefix=False)
+    api, pages = APIHandler(), WSGIHandler()
+
+    def application(environ, start_response):
+        handler = pages if is_page(environ.get("PATH_INFO", "")) else api
+        return handler(environ, start_response)
+
+    return application
+
+
+application = get_application()

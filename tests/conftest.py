@@ -14,6 +14,9 @@ from urllib.parse import quote
 import pytest
 import requests
 from django.db import connection
+from django.test.client import Client, ClientHandler
+
+from mq_project.handlers import WithoutMiddleware, is_page
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -142,6 +145,30 @@ def server_factory(transactional_db):
     factory = ServerFactory()
     yield factory
     factory.stop_all()
+
+
+class APIClientHandler(WithoutMiddleware, ClientHandler):
+    pass
+
+
+class RoutedClientHandler:
+    """The test client's handler, routing as ``mq_project.wsgi`` does: the API's
+    paths reach their views through no middleware, the pages through all of it."""
+
+    def __init__(self, enforce_csrf_checks: bool = False):
+        self.api = APIClientHandler(enforce_csrf_checks)
+        self.pages = ClientHandler(enforce_csrf_checks)
+
+    def __call__(self, environ):
+        return (self.pages if is_page(environ["PATH_INFO"]) else self.api)(environ)
+
+
+@pytest.fixture
+def client():
+    """Django's test client, with the production routing of API and pages."""
+    client = Client()
+    client.handler = RoutedClientHandler()
+    return client
 
 
 @pytest.fixture

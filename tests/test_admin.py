@@ -4,6 +4,7 @@ filters and search, state changed only through actions, rows never edited by han
 from datetime import timedelta
 
 import pytest
+import requests
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -270,3 +271,30 @@ def test_redriving_a_queue_makes_its_dead_messages_ready(admin, api, one_of_each
     assert "1 dead message(s) redriven." in response.content.decode()
     assert Message.objects.get(id=one_of_each_state["dead"]).state() == "ready"
     assert Message.objects.get(id=other).dead
+
+
+def test_an_operator_logs_in_through_a_real_server(server_factory, django_user_model):
+    """The production server gives the pages their middleware (sessions, CSRF,
+    logins) while the API goes without it (mq_project/handlers.py)."""
+    django_user_model.objects.create_superuser("operator", password="secret-words")
+    server = server_factory()
+    session = requests.Session()
+    form = session.get(server.url + "/admin/login/")
+    assert form.status_code == 200
+    assert form.headers["X-Frame-Options"] == "DENY"
+    logged_in = session.post(
+        server.url + "/admin/login/?next=/info",
+        data={
+            "username": "operator",
+            "password": "secret-words",
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
+        headers={"Referer": server.url + "/admin/login/"},
+    )
+    assert logged_in.status_code == 200
+    assert logged_in.url == server.url + "/info"
+    assert "message-queue: info" in logged_in.text
+    assert "Site administration" in session.get(server.url + "/admin/").text
+    sent = session.post(server.url + "/message/new", json={"payload": 1})
+    assert sent.status_code == 201
+    assert "Set-Cookie" not in sent.headers

@@ -34,7 +34,11 @@ def test_the_cycle_works_through_a_real_server(server_factory):
     server = server_factory()
     sent = requests.post(server.url + "/message/new", json={"payload": {"n": 1}})
     assert sent.status_code == 201
+    assert sent.headers["Content-Length"] == str(len(sent.content))
     delivered = requests.get(server.url + "/message/next").json()
     assert delivered["payload"] == {"n": 1}
     done = requests.post(server.url + f"/message/{delivered['id']}/status/done")
     assert done.status_code == 200
+    empty = requests.get(server.url + "/message/next")
+    assert empty.status_code == 204
+    assert "Content-Length" not in empty.headers
