@@ -118,19 +118,19 @@ def _ensure_queue(queue: str, now: datetime) -> None:
     transaction.on_commit(lambda: _known_queues.add(queue))
 
 
-def _insert(queue: str, payload: str, now: datetime, visible_at: datetime) -> int:
+def _insert(queue: str, payloads: list[str], now: datetime, visible_at: datetime) -> list[int]:
     """The hot path's send: one INSERT once the queue is known."""
     if queue not in _known_queues:
         _ensure_queue(queue, now)
     try:
-        return sql.insert_message(queue, payload, now, visible_at)
+        return sql.insert_messages(queue, payloads, now, visible_at)
     except IntegrityError:
         if connection.in_atomic_block:
             raise
         # The queue's row went away (deleted by hand): store it again.
         _known_queues.discard(queue)
         _ensure_queue(queue, now)
-        return sql.insert_message(queue, payload, now, visible_at)
+        return sql.insert_messages(queue, payloads, now, visible_at)
 
 
 def enqueue(queue: str, payload: str, delay: float = 0, key: str | None = None) -> tuple[int, bool]:
@@ -143,7 +143,7 @@ def enqueue(queue: str, payload: str, delay: float = 0, key: str | None = None) 
     now = timezone.now()
     visible_at = now + timedelta(seconds=delay)
     if key is None:
-        message_id = _insert(queue, payload, now, visible_at)
+        [message_id] = _insert(queue, [payload], now, visible_at)
     else:
         try:
             with transaction.atomic():
@@ -152,7 +152,7 @@ def enqueue(queue: str, payload: str, delay: float = 0, key: str | None = None) 
                 IdempotencyKey.objects.filter(
                     queue_id=queue, key=key, created_at__lt=window_start
                 ).delete()
-                message_id = sql.insert_message(queue, payload, now, visible_at)
+                [message_id] = sql.insert_messages(queue, [payload], now, visible_at)
                 IdempotencyKey.objects.create(
                     queue_id=queue, key=key, message_id=message_id, created_at=now
                 )
@@ -167,18 +167,12 @@ def enqueue(queue: str, payload: str, delay: float = 0, key: str | None = None) 
 
 
 def enqueue_many(queue: str, payloads: list[str], delay: float = 0) -> list[int]:
-    """Store several messages in one transaction, in order; return their ids."""
+    """Store several messages in one statement, in order; return their ids."""
     now = timezone.now()
-    visible_at = now + timedelta(seconds=delay)
-    with transaction.atomic():
-        _ensure_queue(queue, now)
-        messages = Message.objects.bulk_create(
-            Message(queue_id=queue, payload=p, created_at=now, visible_at=visible_at)
-            for p in payloads
-        )
+    ids = _insert(queue, payloads, now, now + timedelta(seconds=delay))
     if not delay:
         transaction.on_commit(lambda: waiting.changed(queue))
-    return [message.id for message in messages]
+    return ids
 
 
 def claim(queue: str, count: int = 1, timeout: float | None = None) -> list[Delivery]:
@@ -245,7 +239,8 @@ def _held(queue: str, message_id: int, lease: str | None, now: datetime):
 
     With ``lease``, only that delivery matches, even if its time ran out, as
     long as nobody claimed the message since. Without it, any current,
-    unexpired delivery matches, as the seed's clients send no lease.
+    unexpired delivery matches, as the seed's clients send no lease. The acks
+    delete by the same rule in one statement (``sql.delete_held``).
     """
     current = Message.objects.filter(queue_id=queue, id=message_id, dead=False, lease__isnull=False)
     if lease is None:
@@ -254,9 +249,9 @@ def _held(queue: str, message_id: int, lease: str | None, now: datetime):
 
 
 def ack(queue: str, message_id: int, lease: str | None = None) -> None:
-    """Mark a delivered message done: it is deleted (the compare-and-set of
-    ``_held``, in one statement)."""
-    if not sql.delete_held(queue, message_id, lease, timezone.now()):
+    """Mark a delivered message done: it is deleted if the caller holds it
+    (compare-and-set, one statement)."""
+    if not sql.delete_held(queue, [(message_id, lease)], timezone.now()):
         raise _why_not_held(queue, message_id, lease)
 
 
@@ -267,32 +262,10 @@ class AckResult:
 
 
 def ack_many(queue: str, entries: list[tuple[int, str | None]]) -> AckResult:
-    """Ack several deliveries in one short transaction; each one that cannot be
-    acked fails alone, with the reason a single ack would give."""
-    now = timezone.now()
-    # One term per lease token, not per entry: a batch claimed together shares
-    # its token, and a thousand OR terms would be too deep for SQLite.
-    by_lease: dict[str | None, list[int]] = {}
-    for message_id, lease in entries:
-        by_lease.setdefault(lease, []).append(message_id)
-    held = Q(pk__in=[])
-    for lease, ids in by_lease.items():
-        if lease is None:
-            held |= Q(id__in=ids, visible_at__gt=now)
-        else:
-            held |= Q(id__in=ids, lease=lease)
-
-    def delete_held() -> set[int]:
-        with transaction.atomic():
-            candidates = Message.objects.filter(
-                held, queue_id=queue, dead=False, lease__isnull=False
-            )
-            ids = set(candidates.select_for_update().values_list("id", flat=True))
-            if ids:
-                Message.objects.filter(id__in=ids).delete()
-        return ids
-
-    ids = sql.retrying_deadlocks(delete_held)
+    """Ack several deliveries in one statement (a few hundred distinct leases per
+    statement, in one transaction); each one that cannot be acked fails alone,
+    with the reason a single ack would give."""
+    ids = sql.retrying_deadlocks(lambda: sql.delete_held(queue, entries, timezone.now()))
     failed = [
         (message_id, _why_not_held(queue, message_id, lease))
         for message_id, lease in entries

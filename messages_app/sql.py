@@ -130,13 +130,26 @@ def claim_rows(
 
 _INSERT = f"""
     INSERT INTO {TABLE} (queue_id, payload, created_at, visible_at, lease, attempts, dead)
-    VALUES (%s, %s, %s, %s, NULL, 0, %s)
+    VALUES {{rows}} RETURNING id
+"""
+_ROW = "(%s, %s, %s, %s, NULL, 0, %s)"
+
+# The caller holds a delivery while the message is alive and leased, and either
+# the caller's lease token is the current one (even run out, as long as nobody
+# claimed the message since) or, sent without a token, the lease has not run out.
+_DELETE_HELD = f"""
+    DELETE FROM {TABLE}
+    WHERE queue_id = %s AND dead = %s AND lease IS NOT NULL AND id IN ({{ids}}) AND ({{held}})
     RETURNING id
 """
+_HELD_BY_TOKEN = "(id IN ({ids}) AND lease = %s)"
+_HELD_BY_CLOCK = "(id IN ({ids}) AND visible_at > %s)"
+# One term per lease token; SQLite refuses a chain of OR deeper than 1000.
+_TERMS_PER_DELETE = 250
 
-_DELETE_HELD = f"DELETE FROM {TABLE} WHERE id = %s AND queue_id = %s AND dead = %s AND lease "
-_BY_TOKEN = _DELETE_HELD + "= %s"
-_BY_CLOCK = _DELETE_HELD + "IS NOT NULL AND visible_at > %s"
+
+def _marks(values: list) -> str:
+    return ", ".join(["%s"] * len(values))
 
 
 def _one_write():
@@ -145,21 +158,47 @@ def _one_write():
     return transaction.atomic() if connection.vendor == "sqlite" else nullcontext()
 
 
-def insert_message(queue: str, payload: str, created_at: datetime, visible_at: datetime) -> int:
+def insert_messages(
+    queue: str, payloads: list[str], created_at: datetime, visible_at: datetime
+) -> list[int]:
+    """Store the messages in one statement; their ids, in the order of ``payloads``."""
     adapt = connection.ops.adapt_datetimefield_value
+    row = [queue, None, adapt(created_at), adapt(visible_at), False]
+    params = []
+    for payload in payloads:
+        row[1] = payload
+        params += row
+    statement = _INSERT.format(rows=", ".join([_ROW] * len(payloads)))
     with _one_write(), connection.cursor() as cursor:
-        cursor.execute(_INSERT, [queue, payload, adapt(created_at), adapt(visible_at), False])
-        return cursor.fetchone()[0]
+        cursor.execute(statement, params)
+        # Ids are handed out in row order; RETURNING's order is not promised.
+        return sorted(row[0] for row in cursor.fetchall())
 
 
-def delete_held(queue: str, message_id: int, lease: str | None, now: datetime) -> bool:
-    """Delete the message if the caller holds its delivery: the lease ``lease``
-    (even run out, if nobody claimed it since), or without a token any
-    unexpired lease. Returns whether it was deleted."""
-    if lease is None:
-        statement, last = _BY_CLOCK, connection.ops.adapt_datetimefield_value(now)
-    else:
-        statement, last = _BY_TOKEN, lease
-    with _one_write(), connection.cursor() as cursor:
-        cursor.execute(statement, [message_id, queue, False, last])
-        return cursor.rowcount == 1
+def delete_held(queue: str, entries: list[tuple[int, str | None]], now: datetime) -> set[int]:
+    """Delete each message ``(id, lease)`` whose delivery the caller holds, with
+    ``lease`` None for "any unexpired lease"; return the ids deleted."""
+    by_lease: dict[str | None, list[int]] = {}
+    for message_id, lease in entries:
+        by_lease.setdefault(lease, []).append(message_id)
+    groups = list(by_lease.items())
+    chunks = [groups[i : i + _TERMS_PER_DELETE] for i in range(0, len(groups), _TERMS_PER_DELETE)]
+    deleted: set[int] = set()
+    with _one_write() if len(chunks) == 1 else transaction.atomic():
+        for chunk in chunks:
+            deleted |= _delete_held(queue, chunk, now)
+    return deleted
+
+
+def _delete_held(queue: str, groups: list[tuple[str | None, list[int]]], now: datetime) -> set[int]:
+    clock = connection.ops.adapt_datetimefield_value(now)
+    all_ids, terms, term_params = [], [], []
+    for lease, ids in groups:
+        all_ids += ids
+        term = _HELD_BY_CLOCK if lease is None else _HELD_BY_TOKEN
+        terms.append(term.format(ids=_marks(ids)))
+        term_params += [*ids, clock if lease is None else lease]
+    statement = _DELETE_HELD.format(ids=_marks(all_ids), held=" OR ".join(terms))
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [queue, False, *all_ids, *term_params])
+        return {row[0] for row in cursor.fetchall()}

@@ -260,6 +260,18 @@ def test_acking_entries_from_different_deliveries_works_in_one_batch(api):
     assert not Message.objects.exists()
 
 
+def test_a_batch_of_1000_entries_each_from_its_own_delivery_is_acked(api):
+    ids = send_batch(api, list(range(1000)))
+    delivered = [claim_batch(api, count=1)[0] for _ in ids]
+    assert len({m["lease"] for m in delivered}) == 1000
+
+    response = ack_batch(api, entries_of(delivered))
+
+    assert response.status_code == 200
+    assert response.json() == {"processed": ids, "failed": []}
+    assert not Message.objects.exists()
+
+
 def test_entries_without_a_lease_are_accepted_for_messages_currently_delivered(api):
     ids = send_batch(api, ["a", "b"])
     claim_batch(api, count=2)
