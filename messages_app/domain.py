@@ -18,7 +18,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from . import sql, waiting
+from . import sql, vacuum, waiting
 from .models import (
     UNLIMITED_ATTEMPTS,
     IdempotencyKey,
@@ -253,6 +253,7 @@ def ack(queue: str, message_id: int, lease: str | None = None) -> None:
     (compare-and-set, one statement)."""
     if not sql.delete_held(queue, [(message_id, lease)], timezone.now()):
         raise _why_not_held(queue, message_id, lease)
+    vacuum.deleted(1)
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,7 @@ def ack_many(queue: str, entries: list[tuple[int, str | None]]) -> AckResult:
     statement, in one transaction); each one that cannot be acked fails alone,
     with the reason a single ack would give."""
     ids = sql.retrying_deadlocks(lambda: sql.delete_held(queue, entries, timezone.now()))
+    vacuum.deleted(len(ids))
     failed = [
         (message_id, _why_not_held(queue, message_id, lease))
         for message_id, lease in entries
@@ -363,6 +365,7 @@ def requeue(messages) -> int:
 
 def purge(messages) -> int:
     deleted, _ = messages.delete()
+    vacuum.deleted(deleted)
     return deleted
 
 
