@@ -113,6 +113,14 @@ def configure(queue: str, **changes) -> QueueSettings:
 _known_queues: set[str] = set()
 
 
+def forget_queues() -> None:
+    """Forget the queue settings and names this process keeps, as a freshly
+    started process would (tests do, after their database was rolled back)."""
+    with _settings_lock:
+        _settings_cache.clear()
+    _known_queues.clear()
+
+
 def _ensure_queue(queue: str, now: datetime) -> None:
     Queue.objects.bulk_create([Queue(name=queue, created_at=now)], ignore_conflicts=True)
     transaction.on_commit(lambda: _known_queues.add(queue))

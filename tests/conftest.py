@@ -206,6 +206,15 @@ def _route(queue: str | None, tail: str) -> str:
     return f"/{tail}" if queue is None else f"/queues/{queue}/{tail}"
 
 
+@pytest.fixture(autouse=True)
+def fresh_process_state():
+    """Start each test as a freshly started server process would: nothing cached
+    about queues from an earlier test, whose database has been rolled back since."""
+    from messages_app import domain
+
+    domain.forget_queues()
+
+
 @pytest.fixture
 def clock(time_machine):
     """Time stands still (at a whole second, so stored times compare exactly) until

@@ -225,10 +225,10 @@ def test_a_count_that_is_not_1_to_1000_is_refused_and_leases_nothing(api, stored
 def test_receiving_a_batch_takes_as_many_queries_for_100_messages_as_for_2(api):
     send_batch(api, list(range(101)))
 
-    domain._settings_cache.clear()  # both claims read the queue's settings
+    domain.forget_queues()  # both claims read the queue's settings
     with CaptureQueriesContext(connection) as small:
         claim_batch(api, count=2)
-    domain._settings_cache.clear()
+    domain.forget_queues()
     with CaptureQueriesContext(connection) as large:
         claim_batch(api, count=99)
 

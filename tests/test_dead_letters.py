@@ -7,17 +7,9 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from messages_app import domain
 from messages_app.models import Message
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def no_cached_queue_settings():
-    """Start each test as a fresh server process would: no queue settings cached
-    from an earlier test, whose database has been rolled back since."""
-    domain._settings_cache.clear()
 
 
 def configure(api, queue: str, **fields):

@@ -9,17 +9,9 @@ from contract import assert_error
 from django.core.management import call_command
 from django.utils import timezone
 
-from messages_app import domain
 from messages_app.models import Message
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def no_cached_queue_settings():
-    """Start each test as a fresh server process would: no queue settings cached
-    from an earlier test, whose database has been rolled back since."""
-    domain._settings_cache.clear()
 
 
 def iso(moment) -> str:

@@ -11,17 +11,9 @@ import requests
 from contract import assert_error
 from django.utils import timezone
 
-from messages_app import domain
 from messages_app.models import Message, Queue
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def no_cached_queue_settings():
-    """Start each test as a fresh server process would: no queue settings cached
-    from an earlier test, whose database has been rolled back since."""
-    domain._settings_cache.clear()
 
 
 SETTINGS_AND_COUNTS = [
