@@ -10,8 +10,11 @@ atomically; each backend gets the shortest safe form it supports:
 - SQLite: one ``UPDATE ... RETURNING`` inside an IMMEDIATE transaction; SQLite
   has a single writer, so nothing can claim the same row in between.
 
-Sending and acknowledging are one plain statement each (``INSERT ...
-RETURNING`` and a compare-and-set ``DELETE``), the same on every backend.
+Sending and acknowledging, one message or a batch, are one statement each: an
+``INSERT ... RETURNING`` and a compare-and-set ``DELETE ... RETURNING``, with a
+placeholder per value on SQLite and MariaDB and arrays on PostgreSQL (see
+``_INSERT_POSTGRESQL``); on SQLite and MariaDB a batch ack naming more than
+``_TERMS_PER_DELETE`` distinct leases takes several, in one transaction.
 Nothing else runs inside these transactions.
 """
 
