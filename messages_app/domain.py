@@ -274,7 +274,7 @@ def ack_many(queue: str, entries: list[tuple[int, str | None]]) -> AckResult:
     """Ack several deliveries in one statement (a few hundred distinct leases per
     statement, in one transaction); each one that cannot be acked fails alone,
     with the reason a single ack would give."""
-    ids = sql.retrying_deadlocks(lambda: sql.delete_held(queue, entries, timezone.now()))
+    ids = sql.delete_held(queue, entries, timezone.now())
     vacuum.deleted(len(ids))
     failed = [
         (message_id, _why_not_held(queue, message_id, lease))

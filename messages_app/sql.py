@@ -91,10 +91,10 @@ def _claim_mariadb(pick: list, lease: str, end: object) -> list[tuple]:
             rows = cursor.fetchall()
             if rows:
                 ids = [row[0] for row in rows]
-                cursor.execute(_MARIADB_LEASE % ", ".join(["%s"] * len(ids)), [lease, end, *ids])
+                cursor.execute(_MARIADB_LEASE % _marks(ids), [lease, end, *ids])
         return [(id_, payload, attempts + 1) for id_, payload, attempts in rows]
 
-    return retrying_deadlocks(claim)
+    return _retrying_deadlocks(claim)
 
 
 # InnoDB's "Deadlock found when trying to get lock".
@@ -102,10 +102,10 @@ _DEADLOCK = 1213
 _DEADLOCK_TRIES = 5
 
 
-def retrying_deadlocks(transaction_function: Callable[[], T]) -> T:
+def _retrying_deadlocks(transaction_function: Callable[[], T]) -> T:
     """Run a short transaction, again if MariaDB chose it as a deadlock victim.
 
-    Row locks taken through secondary indexes (claims and batch acks on one
+    Row locks taken through secondary indexes (claims and acks on one
     queue) can deadlock in InnoDB; the victim's transaction is rolled back
     whole, so running it again is safe. Elsewhere this just runs it once.
     """
@@ -184,15 +184,12 @@ def insert_messages(
 ) -> list[int]:
     """Store the messages in one statement; their ids, in the order of ``payloads``."""
     adapt = connection.ops.adapt_datetimefield_value
-    row = [queue, None, adapt(created_at), adapt(visible_at), False]
+    created, visible = adapt(created_at), adapt(visible_at)
     if connection.vendor == "postgresql":
-        statement, params = _INSERT_POSTGRESQL, [queue, *row[2:], payloads]
+        statement, params = _INSERT_POSTGRESQL, [queue, created, visible, False, payloads]
     else:
         statement = _INSERT.format(rows=", ".join([_ROW] * len(payloads)))
-        params = []
-        for payload in payloads:
-            row[1] = payload
-            params += row
+        params = [value for p in payloads for value in (queue, p, created, visible, False)]
     with _one_write(), connection.cursor() as cursor:
         cursor.execute(statement, params)
         # Ids are handed out in row order; RETURNING's order is not promised.
@@ -209,11 +206,15 @@ def delete_held(queue: str, entries: list[tuple[int, str | None]], now: datetime
         by_lease.setdefault(lease, []).append(message_id)
     groups = list(by_lease.items())
     chunks = [groups[i : i + _TERMS_PER_DELETE] for i in range(0, len(groups), _TERMS_PER_DELETE)]
-    deleted: set[int] = set()
-    with _one_write() if len(chunks) == 1 else transaction.atomic():
-        for chunk in chunks:
-            deleted |= _delete_held(queue, chunk, now)
-    return deleted
+
+    def delete() -> set[int]:
+        deleted: set[int] = set()
+        with _one_write() if len(chunks) == 1 else transaction.atomic():
+            for chunk in chunks:
+                deleted |= _delete_held(queue, chunk, now)
+        return deleted
+
+    return _retrying_deadlocks(delete)
 
 
 def _delete_held(queue: str, groups: list[tuple[str | None, list[int]]], now: datetime) -> set[int]:
