@@ -1,7 +1,7 @@
 """Baseline: the queue's own SQL without HTTP, with the same concurrency.
 
 The three statements the server runs per message: an INSERT per send, the
-claim (``messages_app.sql.claim_rows``, one message) per receive, and a
+claim (the store's ``claim``, one message) per receive, and a
 DELETE with the lease per ack. Each producer and consumer is an OS process
 with its own Django connection (the product's settings: SQLite WAL +
 IMMEDIATE, the PostgreSQL pool), so Python, the driver and the database are
@@ -37,7 +37,8 @@ def _worker(spec: dict, progress, start_at: float) -> dict:
     from django.db import connection
     from django.utils import timezone
 
-    from messages_app.sql import TABLE, claim_rows
+    from messages_app import runtime
+    from messages_app.store.base import TABLE
 
     insert = (
         f"INSERT INTO {TABLE} (queue_id, payload, created_at, visible_at, attempts, dead)"
@@ -47,6 +48,7 @@ def _worker(spec: dict, progress, start_at: float) -> dict:
     adapt = connection.ops.adapt_datetimefield_value
     report = {"acked": 0, "requests": 0, "empty": 0, "errors": {}, "received": [], "latency": []}
     connection.ensure_connection()
+    store = runtime.current().store
     wait_until(start_at)
     cpu = time.process_time()
     with connection.cursor() as cursor:
@@ -61,7 +63,7 @@ def _worker(spec: dict, progress, start_at: float) -> dict:
             now = timezone.now()
             lease = secrets.token_hex(16)
             end = now + timedelta(seconds=LEASE_SECONDS)
-            rows = claim_rows("default", 1, lease, now, end, NO_ATTEMPTS_LIMIT)
+            rows = store.claim("default", 1, lease, now, end, NO_ATTEMPTS_LIMIT)
             report["requests"] += 1
             if not rows:
                 report["empty"] += 1

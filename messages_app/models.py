@@ -1,39 +1,34 @@
-"""Queues and messages, and the queue states as QuerySet methods.
+"""Queues and messages; the queue states as QuerySet methods, by the rules of
+``states``."""
 
-A message's state follows from its columns, its queue's ``max_attempts`` and
-the clock, so no timer or cron job is needed for a lease to end:
+import re
 
-- ready:   not dead, ``visible_at <= now``, deliveries left (a lease that ran
-           out counts too: ``lease`` is still set, but the message is claimable)
-- delayed: not dead, no lease, ``visible_at > now``
-- leased:  not dead, a lease, ``visible_at > now`` (``visible_at`` is the lease's end)
-- dead:    ``dead``, or its last allowed delivery's lease ran out; never delivered again
-"""
-
-from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import F, Q, Value
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-# No limit on deliveries: larger than any attempts counter will ever get.
-UNLIMITED_ATTEMPTS = 2**31 - 1
+from . import states
+
 # The largest max_attempts one can set.
 MAX_ATTEMPTS = 1_000_000
 # SQS's bound for a lease; long enough for any handler, short enough to notice a lost consumer.
 MAX_LEASE_SECONDS = 12 * 60 * 60
 
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,80}")
+QUEUE_NAME_RULE = "a queue name is 1-80 letters, digits, '-', '_' or '.'"
 
-def attempts_limit():
-    """Each message's queue's ``max_attempts``, or ``MQ_MAX_ATTEMPTS``, as an expression."""
-    return Coalesce(F("queue__max_attempts"), Value(settings.MQ_MAX_ATTEMPTS or UNLIMITED_ATTEMPTS))
+
+def validate_queue_name(name: str) -> None:
+    """The API's rule for queue names, for forms (the admin's)."""
+    if not QUEUE_NAME.fullmatch(name):
+        raise ValidationError(QUEUE_NAME_RULE)
 
 
 class Queue(models.Model):
     """A named queue; its row is created the first time a message is sent to it."""
 
-    name = models.CharField(max_length=80, primary_key=True)
+    name = models.CharField(max_length=80, primary_key=True, validators=[validate_queue_name])
     timeout = models.FloatField(
         null=True,
         blank=True,
@@ -54,37 +49,39 @@ class Queue(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def effective_timeout(self) -> float:
+        return states.effective_timeout(self.timeout)
+
+    def effective_max_attempts(self) -> int:
+        return states.effective_max_attempts(self.max_attempts)
+
 
 class MessageQuerySet(models.QuerySet):
+    """The states of ``states``, each message judged by its own queue's limit."""
+
     def alive(self):
-        # ``dead IN (false)``, not ``dead=False``: on SQLite the ORM writes the
-        # latter as ``NOT dead``, which cannot seek in the indexes below.
-        return self.filter(dead__in=[False])
+        return self.filter(states.ALIVE)
 
     def ready(self, now=None):
-        return self.alive().filter(
-            visible_at__lte=now or timezone.now(), attempts__lt=attempts_limit()
-        )
+        return self.filter(states.ready(now or timezone.now(), states.max_attempts_expression()))
 
     def delayed(self, now=None):
-        return self.alive().filter(lease__isnull=True, visible_at__gt=now or timezone.now())
+        return self.filter(states.delayed(now or timezone.now()))
 
     def leased(self, now=None):
-        return self.alive().filter(lease__isnull=False, visible_at__gt=now or timezone.now())
+        return self.filter(states.leased(now or timezone.now()))
 
     def expired(self, now=None):
-        """Leased once, the lease has run out, and nobody has claimed it since."""
-        return self.alive().filter(lease__isnull=False, visible_at__lte=now or timezone.now())
+        return self.filter(states.expired(now or timezone.now()))
 
     def spent(self, now=None):
-        """Alive in storage, but its last allowed delivery is over: dead."""
-        return self.alive().filter(
-            visible_at__lte=now or timezone.now(), attempts__gte=attempts_limit()
-        )
+        return self.filter(states.spent(now or timezone.now(), states.max_attempts_expression()))
 
     def dead(self, now=None):
-        spent = Q(visible_at__lte=now or timezone.now(), attempts__gte=attempts_limit())
-        return self.filter(Q(dead=True) | spent)
+        return self.filter(states.dead(now or timezone.now(), states.max_attempts_expression()))
+
+    def in_state(self, state: str, now=None):
+        return getattr(self, state)(now)
 
 
 class Message(models.Model):
@@ -123,12 +120,9 @@ class Message(models.Model):
         return f"{self.queue_id}#{self.id}"
 
     def state(self, now=None) -> str:
-        """This message's state, by the same rules as the QuerySet methods."""
-        now = now or timezone.now()
-        if self.visible_at > now and not self.dead:
-            return "delayed" if self.lease is None else "leased"
-        limit = self.queue.max_attempts or settings.MQ_MAX_ATTEMPTS or UNLIMITED_ATTEMPTS
-        return "dead" if self.dead or self.attempts >= limit else "ready"
+        """This message's state (one of ``states.STATES``), by the rules of ``states``."""
+        rules = states.state_rules(now or timezone.now(), self.queue.effective_max_attempts())
+        return next(name for name, rule in rules.items() if states.holds(rule, self))
 
 
 class IdempotencyKey(models.Model):

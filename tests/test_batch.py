@@ -13,7 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from messages_app import domain
+from messages_app import runtime
 from messages_app.models import Message
 
 pytestmark = pytest.mark.django_db
@@ -225,10 +225,10 @@ def test_a_count_that_is_not_1_to_1000_is_refused_and_leases_nothing(api, stored
 def test_receiving_a_batch_takes_as_many_queries_for_100_messages_as_for_2(api):
     send_batch(api, list(range(101)))
 
-    domain.forget_queues()  # both claims read the queue's settings
+    runtime.reset()  # both claims read the queue's settings
     with CaptureQueriesContext(connection) as small:
         claim_batch(api, count=2)
-    domain.forget_queues()
+    runtime.reset()
     with CaptureQueriesContext(connection) as large:
         claim_batch(api, count=99)
 

@@ -6,8 +6,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from messages_app import sql as queue_sql
+from messages_app import runtime
 from messages_app.models import Message, Queue
+from messages_app.store.base import TABLE
 
 pytestmark = pytest.mark.django_db
 
@@ -29,13 +30,12 @@ def backlog():
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             # Inside the test's transaction: the statistics are rolled back with the rows.
-            cursor.execute(f"ANALYZE {queue_sql.TABLE}")
+            cursor.execute(f"ANALYZE {TABLE}")
 
 
 def pick_params() -> list:
-    """The pick's parameters, as ``queue_sql.claim_rows`` builds them."""
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    return [QUEUE, False, now, FOREVER, 1]
+    """The pick's parameters, as the store's claim builds them (one message)."""
+    return [*runtime.current().store.pick_params(QUEUE, timezone.now(), FOREVER), 1]
 
 
 def explain(sql: str, params: list) -> list[tuple]:
@@ -49,22 +49,23 @@ def check_sqlite() -> None:
     # The statement run names its index (INDEXED BY): without statistics SQLite
     # would pick message_visible_idx and sort.
     params = ["lease", timezone.now(), *pick_params()]
-    plan = " | ".join(row[-1] for row in explain(queue_sql._SQLITE, params))
+    plan = " | ".join(row[-1] for row in explain(runtime.current().store.claim_statement, params))
     assert "USING INDEX message_claim_idx (queue_id=? AND dead=?)" in plan, plan
     assert "TEMP B-TREE" not in plan, plan  # no sort: the index is in id order
 
 
 def check_postgresql() -> None:
-    statement = [queue_sql._POSTGRESQL, [*pick_params(), "lease", timezone.now()]]
-    for sql, params in [(queue_sql._PICK, pick_params()), statement]:
+    store = runtime.current().store
+    statement = [store.claim_statement, [*pick_params(), "lease", timezone.now()]]
+    for sql, params in [(store.pick_statement, pick_params()), statement]:
         plan = "\n".join(row[0] for row in explain(sql, params))
         assert "Index Scan using message_claim_idx" in plan, plan
         assert "Sort" not in plan, plan
-        assert f"Seq Scan on {queue_sql.TABLE}" not in plan, plan
+        assert f"Seq Scan on {TABLE}" not in plan, plan
 
 
 def check_mariadb() -> None:
-    for sql in [queue_sql._PICK, queue_sql._MARIADB_PICK]:
+    for sql in [runtime.current().store.pick_statement]:
         with connection.cursor() as cursor:
             cursor.execute("EXPLAIN " + sql, pick_params())
             columns = [c[0] for c in cursor.description]

@@ -7,25 +7,21 @@ import re
 from django.conf import settings
 
 from .. import domain
-from ..domain import QueueError
-from ..models import MAX_ATTEMPTS, MAX_LEASE_SECONDS
+from ..errors import QueueError
+from ..models import MAX_ATTEMPTS, MAX_LEASE_SECONDS, QUEUE_NAME, QUEUE_NAME_RULE
 from .parsers import dump_json
 
-QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,80}")
 # Wider than the server's own tokens (32 hex digits): a lease is opaque to clients.
 LEASE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class PayloadTooLarge(QueueError):
     code = "too_large"
-    status = 413
 
 
 def queue_name(name: str) -> str:
     if not QUEUE_NAME.fullmatch(name):
-        raise QueueError(
-            "a queue name is 1-80 letters, digits, '-', '_' or '.'", "invalid_queue_name"
-        )
+        raise QueueError(QUEUE_NAME_RULE, "invalid_queue_name")
     return name
 
 

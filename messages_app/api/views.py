@@ -10,7 +10,6 @@ from django.http import HttpResponse
 from rest_framework.views import APIView
 
 from .. import domain
-from ..models import Message
 from . import inputs
 
 DEFAULT_QUEUE = "default"
@@ -48,7 +47,7 @@ class QueueView(APIView):
 class SendMessage(QueueView):
     def post(self, request, **kwargs):
         fields = inputs.body(request.data)
-        message_id, created = domain.enqueue(
+        message_id, created = domain.send(
             self.queue,
             inputs.payload(fields),
             delay=inputs.delay(fields.get("delay")),
@@ -63,7 +62,7 @@ class NextMessage(QueueView):
 
     def get(self, request, **kwargs):
         params = request.query_params
-        deliveries = domain.claim_waiting(
+        deliveries = domain.next_messages(
             self.queue,
             timeout=inputs.lease_timeout(params.get("timeout")),
             wait=inputs.wait(params.get("wait")),
@@ -76,7 +75,7 @@ class NextMessage(QueueView):
 class MessageDone(QueueView):
     def post(self, request, id, **kwargs):
         message_id = inputs.message_id(id)
-        domain.ack(self.queue, message_id, inputs.lease(request))
+        domain.done(self.queue, message_id, inputs.lease(request))
         return json_response({"id": message_id, "status": "processed"})
 
 
@@ -87,7 +86,7 @@ class ExtendLease(QueueView):
         if timeout is None:
             timeout = domain.queue_settings(self.queue).lease_seconds
         lease = inputs.lease(request)
-        expires = domain.extend(self.queue, message_id, lease, timeout)
+        expires = domain.extend_lease(self.queue, message_id, lease, timeout)
         return json_response({"id": message_id, "lease": lease, "lease_expires_at": iso(expires)})
 
 
@@ -95,7 +94,7 @@ class GiveBack(QueueView):
     def post(self, request, id, **kwargs):
         message_id = inputs.message_id(id)
         delay = inputs.delay(inputs.body(request.data).get("delay"))
-        state = domain.release(self.queue, message_id, inputs.lease(request), delay)
+        state = domain.give_back(self.queue, message_id, inputs.lease(request), delay)
         return json_response({"id": message_id, "status": state})
 
 
@@ -103,7 +102,7 @@ class SendMessages(QueueView):
     def post(self, request, **kwargs):
         payloads = inputs.payloads(request.data)
         delay = inputs.delay(inputs.body(request.data).get("delay"))
-        return json_response({"ids": domain.enqueue_many(self.queue, payloads, delay)}, status=201)
+        return json_response({"ids": domain.send_many(self.queue, payloads, delay)}, status=201)
 
 
 class NextMessages(QueueView):
@@ -111,7 +110,7 @@ class NextMessages(QueueView):
 
     def get(self, request, **kwargs):
         params = request.query_params
-        deliveries = domain.claim_waiting(
+        deliveries = domain.next_messages(
             self.queue,
             count=inputs.count(params.get("count")),
             timeout=inputs.lease_timeout(params.get("timeout")),
@@ -123,7 +122,7 @@ class NextMessages(QueueView):
 
 class MessagesDone(QueueView):
     def post(self, request, **kwargs):
-        result = domain.ack_many(self.queue, inputs.done_entries(request.data))
+        result = domain.done_many(self.queue, inputs.done_entries(request.data))
         failed = [
             {"id": message_id, "error": error.code, "detail": error.detail}
             for message_id, error in result.failed
@@ -154,7 +153,7 @@ class QueueDetail(QueueView):
     """A queue's settings and counts; PUT changes ``timeout`` and ``max_attempts``."""
 
     def get(self, request, **kwargs):
-        stats = domain.queue_stats(queue=self.queue)
+        stats = domain.queue_stats(queues=[self.queue])
         if not stats:
             return json_response(stats_json(domain.QueueStats(self.queue)))
         return json_response(stats_json(stats[0]))
@@ -172,7 +171,7 @@ class QueueDetail(QueueView):
 
 class Redrive(QueueView):
     def post(self, request, **kwargs):
-        count = domain.redrive(Message.objects.filter(queue_id=self.queue))
+        count = domain.redrive_queue(self.queue)
         return json_response({"queue": self.queue, "redriven": count})
 
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from messages_app import domain
-from messages_app.models import Message, Queue
+from messages_app.models import Queue
 
 
 class Command(BaseCommand):
@@ -13,5 +13,5 @@ class Command(BaseCommand):
     def handle(self, *args, queue, **options):
         if not Queue.objects.filter(name=queue).exists():
             raise CommandError(f"no queue named {queue!r}")
-        count = domain.redrive(Message.objects.filter(queue_id=queue))
+        count = domain.redrive_queue(queue)
         self.stdout.write(f"{count} dead message(s) of {queue} redriven")

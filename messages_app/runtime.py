@@ -1,0 +1,105 @@
+"""What one server process keeps in memory, in one object.
+
+The store for the database the server runs on (chosen once, at the first use
+after start-up), the queues' settings it has read, the queues it knows exist,
+and the requests waiting for messages. ``current()`` is this process's;
+``reset()`` forgets it whole, as a freshly started process would (the tests
+do, between tests whose database was rolled back).
+"""
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection
+
+from . import states, store
+from .models import Queue
+from .waiting import Waiters
+
+# A queue's settings are read on every claim; keep them a moment per process.
+# Changes made here apply at once, changes made by another process within this.
+SETTINGS_TTL = 1.0
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    timeout: float | None  # seconds; None: PENDING_TIMEOUT
+    max_attempts: int | None  # None: MQ_MAX_ATTEMPTS
+
+    @property
+    def lease_seconds(self) -> float:
+        return states.effective_timeout(self.timeout)
+
+    @property
+    def attempts_limit(self) -> int:
+        return states.effective_max_attempts(self.max_attempts)
+
+
+class Runtime:
+    def __init__(self, store: store.Store):
+        self.store = store
+        self.waiters = Waiters(self)
+        # Queues whose row this process has seen committed; sends to them skip that insert.
+        self.known_queues: set[str] = set()
+        self._settings: dict[str, tuple[float, QueueSettings]] = {}
+        self._settings_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.waiters.close()
+        self.store.close()
+
+    def queue_settings(self, queue: str) -> QueueSettings:
+        with self._settings_lock:
+            cached = self._settings.get(queue)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        row = Queue.objects.filter(name=queue).values_list("timeout", "max_attempts").first()
+        found = QueueSettings(*row) if row else QueueSettings(None, None)
+        with self._settings_lock:
+            self._settings[queue] = (time.monotonic() + SETTINGS_TTL, found)
+        return found
+
+    def forget_settings(self, queue: str) -> None:
+        with self._settings_lock:
+            self._settings.pop(queue, None)
+
+    def changed(self, queue: str) -> None:
+        """A message of ``queue`` became deliverable now: wake waiters here and elsewhere."""
+        self.waiters.wake(queue)
+        self.store.notify(queue)
+
+    # What the long-poll watcher reads (waiting.Source).
+
+    def change_feed(self):
+        return self.store.change_feed()
+
+    def deliverable(self, queue: str, now: datetime) -> bool:
+        return self.store.deliverable(queue, now, self.queue_settings(queue).attempts_limit)
+
+    def next_visible_at(self, queue: str, now: datetime) -> datetime | None:
+        return self.store.next_visible_at(queue, now, self.queue_settings(queue).attempts_limit)
+
+
+_current: Runtime | None = None
+_current_lock = threading.Lock()
+
+
+def current() -> Runtime:
+    """This process's runtime, made at the first call."""
+    global _current
+    if _current is None:
+        with _current_lock:
+            if _current is None:
+                _current = Runtime(store.for_vendor(connection.vendor))
+    return _current
+
+
+def reset() -> None:
+    """Forget everything this process keeps, as a freshly started process would."""
+    global _current
+    with _current_lock:
+        if _current is not None:
+            _current.close()
+        _current = None

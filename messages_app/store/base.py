@@ -1,0 +1,289 @@
+"""What every store shares: statements built from the model and the state rules.
+
+The WHERE clauses of the raw statements are compiled from ``states`` once per
+process (``states.compile_where``, with ``Param`` placeholders), and the insert
+takes its columns and defaults from ``Message._meta``, so a rule or a new
+column is written in one place. Compiling costs about half a millisecond, so
+it never happens per request: the claim's clause is compiled when the store is
+made, each shape of compare-and-set delete the first time it is used.
+"""
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import TypeVar
+
+from django.db import connection, models, transaction
+from django.db.models import Count, OuterRef, Q, Subquery
+
+from .. import states
+from ..models import Message, Queue
+from ..states import Param
+
+TABLE = Message._meta.db_table
+# The head of a queue is a range of this index read in id order (models.Message.Meta).
+CLAIM_INDEX = "message_claim_idx"
+# The columns an insert sets itself; every other column takes the model's default.
+GIVEN = ("queue_id", "payload", "created_at", "visible_at")
+# A batch done groups its entries by lease token, a term per token; SQLite
+# refuses a chain of OR deeper than 1000, so a statement takes at most this many.
+TERMS_PER_DELETE = 250
+
+QUEUE = Param("queue", models.CharField())
+NOW = Param("now", models.DateTimeField())
+LIMIT = Param("limit", models.IntegerField())
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ClaimedRow:
+    id: int
+    payload: str  # JSON text
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Counts:
+    ready: int = 0
+    delayed: int = 0
+    leased: int = 0
+    dead: int = 0
+    oldest_created_at: datetime | None = None
+
+
+class ChangeFeed:
+    """How the long-poll watcher learns that another process changed a queue."""
+
+    # True when the last ``changes()`` saw some change without knowing the queue.
+    everything_changed = False
+
+    def changes(self) -> set[str]:
+        """Wait at most a tick; the queues known to have changed meanwhile."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class Store:
+    """The statements of one database; one instance per server process."""
+
+    def __init__(self):
+        # Deliverable messages of one queue, oldest first: states.ready, and
+        # the claim's pick of them (``pick_params`` its parameters).
+        self.ready_where, self._ready_params = states.compile_where(
+            Message, Q(queue_id=QUEUE) & states.ready(NOW, LIMIT), connection
+        )
+        self.pick_statement = (
+            f"SELECT id FROM {TABLE} WHERE {self.ready_where} ORDER BY id LIMIT %s"
+        )
+        self._held_where = lru_cache(maxsize=256)(self._compile_held)
+        # Every column but the id, as the model has them now.
+        self.insert_fields = [f for f in Message._meta.concrete_fields if not f.primary_key]
+        self.insert_columns = ", ".join(field.column for field in self.insert_fields)
+
+    def close(self) -> None:
+        """Stop what the store runs in the background."""
+
+    # The hot path: one statement (or one short transaction) each.
+
+    def claim(
+        self, queue: str, count: int, lease: str, now: datetime, lease_end: datetime, limit: int
+    ) -> list[ClaimedRow]:
+        """Lease up to ``count`` deliverable messages of ``queue``, oldest first."""
+        pick = [*self.pick_params(queue, now, limit), count]
+        lease_end = connection.ops.adapt_datetimefield_value(lease_end)
+        rows = self._claim(pick, lease, lease_end)
+        return sorted((ClaimedRow(*row) for row in rows), key=lambda row: row.id)
+
+    def pick_params(self, queue: str, now: datetime, limit: int) -> list:
+        """The parameters of ``ready_where``."""
+        now = connection.ops.adapt_datetimefield_value(now)
+        return states.bind(self._ready_params, {"queue": queue, "now": now, "limit": limit})
+
+    def _claim(self, pick: list, lease: str, lease_end) -> list[tuple]:
+        """Run the claim: ``pick`` are the parameters of ``pick_statement``; the
+        rows leased as (id, payload, attempts)."""
+        raise NotImplementedError
+
+    def insert(
+        self, queue: str, payloads: list[str], created_at: datetime, visible_at: datetime
+    ) -> list[int]:
+        """Store the messages in one statement; their ids, in the order of ``payloads``."""
+        adapt = connection.ops.adapt_datetimefield_value
+        values = {
+            **self._defaults(),
+            "queue_id": queue,
+            "created_at": adapt(created_at),
+            "visible_at": adapt(visible_at),
+        }
+        statement, params = self._insert_statement(payloads, values)
+        with self.one_write(), connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            # Ids are handed out in row order; RETURNING's order is not promised.
+            return sorted(row[0] for row in cursor.fetchall())
+
+    def _defaults(self) -> dict:
+        return {
+            field.attname: field.get_db_prep_save(field.get_default(), connection)
+            for field in self.insert_fields
+            if field.attname not in GIVEN
+        }
+
+    def _insert_statement(self, payloads: list[str], values: dict) -> tuple[str, list]:
+        row = "(" + ", ".join(["%s"] * len(self.insert_fields)) + ")"
+        statement = (
+            f"INSERT INTO {TABLE} ({self.insert_columns}) "
+            f"VALUES {', '.join([row] * len(payloads))} RETURNING id"
+        )
+        params = [
+            payload if field.attname == "payload" else values[field.attname]
+            for payload in payloads
+            for field in self.insert_fields
+        ]
+        return statement, params
+
+    def delete_held(self, queue: str, entries: list[tuple[int, str | None]], now: datetime):
+        """Delete each message ``(id, lease)`` whose delivery the caller holds
+        (``states.held``; ``lease`` None for "any unexpired lease"); the ids deleted."""
+        by_lease: dict[str | None, list[int]] = {}
+        for message_id, lease in entries:
+            by_lease.setdefault(lease, []).append(message_id)
+        groups = list(by_lease.items())
+        chunks = [groups[i : i + TERMS_PER_DELETE] for i in range(0, len(groups), TERMS_PER_DELETE)]
+
+        def delete() -> set[int]:
+            deleted: set[int] = set()
+            with self.one_write() if len(chunks) == 1 else transaction.atomic():
+                for chunk in chunks:
+                    deleted |= self._delete_chunk(queue, chunk, now)
+            return deleted
+
+        return self.retrying(delete)
+
+    def _delete_chunk(self, queue: str, groups: list[tuple[str | None, list[int]]], now):
+        shape = tuple((len(ids), lease is not None) for lease, ids in groups)
+        where, params = self._held_where(shape)
+        values = {"queue": queue, "now": connection.ops.adapt_datetimefield_value(now)}
+        for g, (lease, ids) in enumerate(groups):
+            values[f"lease{g}"] = lease
+            values.update((f"id{g}.{i}", message_id) for i, message_id in enumerate(ids))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {TABLE} WHERE {where} RETURNING id", states.bind(params, values)
+            )
+            return {row[0] for row in cursor.fetchall()}
+
+    @staticmethod
+    def _compile_held(shape: tuple[tuple[int, bool], ...]) -> tuple[str, list]:
+        """``states.held`` for groups of ids, each with a lease token or none."""
+        all_ids, held = [], Q()
+        for g, (count, by_token) in enumerate(shape):
+            ids = [Param(f"id{g}.{i}", models.BigIntegerField()) for i in range(count)]
+            lease = Param(f"lease{g}", models.CharField()) if by_token else None
+            all_ids += ids
+            held |= Q(id__in=ids) & states.held(NOW, lease)
+        rule = Q(queue_id=QUEUE, id__in=all_ids) & held
+        return states.compile_where(Message, rule, connection)
+
+    def one_write(self) -> AbstractContextManager:
+        """Around a write of one statement, which is atomic by itself."""
+        return nullcontext()
+
+    def retrying(self, transaction_function: Callable[[], T]) -> T:
+        """Run a short write transaction (again, where the database may pick it
+        as a deadlock victim)."""
+        return transaction_function()
+
+    # Long polling and housekeeping.
+
+    def change_feed(self) -> ChangeFeed:
+        raise NotImplementedError
+
+    def notify(self, queue: str) -> None:
+        """A message of ``queue`` became deliverable: tell other processes' feeds."""
+
+    def deleted(self, count: int) -> None:
+        """``count`` messages were deleted (housekeeping may follow)."""
+
+    # Counts, from index ranges: a million stored messages must not mean a
+    # million rows read.
+
+    def deliverable(self, queue: str, now: datetime, limit: int) -> bool:
+        """Whether ``queue`` has a message a claim would take now."""
+        ready = Q(queue_id=queue) & states.ready(now, limit)
+        return Message.objects.filter(ready).order_by().exists()
+
+    def next_visible_at(self, queue: str, now: datetime, limit: int) -> datetime | None:
+        """When ``queue`` next has a deliverable message: ``now`` if it has one,
+        else the end of the earliest lease or delay, else None."""
+        if self.deliverable(queue, now, limit):
+            return now
+        later = Q(queue_id=queue) & (states.leased(now) | states.delayed(now))
+        return (
+            Message.objects.filter(later, attempts__lt=limit)
+            .order_by("visible_at")
+            .values_list("visible_at", flat=True)
+            .first()
+        )
+
+    def counts(self, queues: list[Queue], now: datetime) -> dict[str, Counts]:
+        """Messages per state in each of ``queues``, and the oldest one's time, in a
+        fixed number of queries."""
+        names = [q.name for q in queues]
+        messages = Message.objects.order_by().filter(queue_id__in=names)
+        # Every message, by queue and dead flag: an index-only count (message_claim_idx).
+        by_flag = {
+            (row["queue_id"], row["dead"]): row["n"]
+            for row in messages.values("queue_id", "dead").annotate(n=Count("*"))
+        }
+        # Leased and delayed: the few not deliverable yet (a range of
+        # message_visible_idx; on PostgreSQL, which lacks it, a scan of the queue).
+        later = {
+            row["queue_id"]: row
+            for row in messages.filter(states.leased(now) | states.delayed(now))
+            .values("queue_id")
+            .annotate(
+                leased=Count("id", filter=states.leased(now)),
+                delayed=Count("id", filter=states.delayed(now)),
+            )
+        }
+        # Spent (dead by the clock): only queues with a limit can have any.
+        limited = [q.name for q in queues if q.effective_max_attempts() < states.UNLIMITED_ATTEMPTS]
+        spent = dict(
+            messages.filter(queue_id__in=limited)
+            .spent(now)
+            .values("queue_id")
+            .annotate(n=Count("*"))
+            .values_list("queue_id", "n")
+            if limited
+            else []
+        )
+        # The oldest message: the first of each queue's range of message_claim_idx.
+        first_alive = Message.objects.alive().filter(queue_id=OuterRef("name")).order_by("id")
+        first_ids = (
+            Queue.objects.filter(name__in=names)
+            .annotate(first_id=Subquery(first_alive.values("id")[:1]))
+            .values_list("first_id", flat=True)
+        )
+        oldest = dict(
+            Message.objects.filter(id__in=[i for i in first_ids if i is not None]).values_list(
+                "queue_id", "created_at"
+            )
+        )
+        counts = {}
+        for name in names:
+            leased = later.get(name, {}).get("leased", 0)
+            delayed = later.get(name, {}).get("delayed", 0)
+            dead_by_clock = spent.get(name, 0)
+            counts[name] = Counts(
+                ready=by_flag.get((name, False), 0) - leased - delayed - dead_by_clock,
+                delayed=delayed,
+                leased=leased,
+                dead=by_flag.get((name, True), 0) + dead_by_clock,
+                oldest_created_at=oldest.get(name),
+            )
+        return counts

@@ -1,0 +1,45 @@
+"""The store's raw statements follow the model: a column added to ``Message``
+with a default needs no change to any statement (issue: the insert once listed
+its columns by hand, and every send failed with a NOT NULL error)."""
+
+import pytest
+from django.db import connection, models
+
+from messages_app import runtime
+from messages_app.models import Message
+
+
+@pytest.fixture
+def priority_column(transactional_db):
+    """A column ``priority`` (default 7) added to the message table and the
+    model, as a migration adding a field would; removed afterwards."""
+    field = models.IntegerField(default=7)
+    Message.add_to_class("priority", field)
+    with connection.schema_editor() as editor:
+        editor.add_field(Message, field)
+    runtime.reset()  # a process started after the migration
+    yield field
+    with connection.schema_editor() as editor:
+        editor.remove_field(Message, field)
+    Message._meta.local_fields.remove(field)
+    Message._meta._expire_cache()
+    delattr(Message, "priority")
+    runtime.reset()
+
+
+def test_the_insert_names_every_column_of_the_model_but_the_id(db):
+    store = runtime.current().store
+
+    columns = [field.column for field in Message._meta.concrete_fields if not field.primary_key]
+    assert store.insert_columns == ", ".join(columns)
+
+
+def test_a_new_column_with_a_default_is_filled_by_single_and_batch_sends(priority_column, api):
+    one = api.send("single")
+    many = api.post("/messages/new", {"payloads": ["a", "b"]}).json()["ids"]
+
+    stored = dict(Message.objects.values_list("id", "priority"))
+    assert stored == {one: 7, many[0]: 7, many[1]: 7}
+    message = api.next().json()
+    assert (message["id"], message["payload"]) == (one, "single")
+    assert api.done(message["id"], message["lease"]).status_code == 200
