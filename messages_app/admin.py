@@ -1,14 +1,14 @@
-"""The operator console: rows are read-only; state changes only through actions,
-which call the same domain functions as the API and the management commands."""
+"""The operator console: rows are read-only; state changes only through actions
+and the queue form, which call the same domain functions as the API and the
+management commands."""
 
-from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Count, F, Q, Value
+from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from . import domain
-from .models import UNLIMITED_ATTEMPTS, Message, Queue
+from . import domain, states
+from .models import Message, Queue
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -16,12 +16,11 @@ class StateFilter(admin.SimpleListFilter):
     parameter_name = "state"
 
     def lookups(self, request, model_admin):
-        return [(state, state) for state in ("ready", "leased", "delayed", "dead")]
+        return [(state, state) for state in states.STATES]
 
     def queryset(self, request, queryset):
-        state = self.value()
-        if state in ("ready", "leased", "delayed", "dead"):
-            return getattr(queryset, state)()
+        if self.value() in states.STATES:
+            return queryset.in_state(self.value())
         return queryset
 
 
@@ -43,6 +42,10 @@ def purge_messages(modeladmin, request, queryset):
     modeladmin.message_user(request, f"{count} message(s) purged.", messages.SUCCESS)
 
 
+def _limit_text(limit: int) -> str:
+    return "unlimited" if limit == states.UNLIMITED_ATTEMPTS else str(limit)
+
+
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
     list_display = (
@@ -50,6 +53,7 @@ class MessageAdmin(admin.ModelAdmin):
         "queue",
         "state",
         "attempts",
+        "max_attempts",
         "created_at",
         "visible_at",
         "payload_preview",
@@ -58,13 +62,36 @@ class MessageAdmin(admin.ModelAdmin):
     search_fields = ("=id", "payload")
     actions = [requeue_messages, redrive_messages, purge_messages]
     list_per_page = 50
+    list_select_related = ("queue",)
     # A million rows: no COUNT(*) of the whole table on every page.
     show_full_result_count = False
-    readonly_fields = [f.name for f in Message._meta.fields]
+    # The computed state and the queue's effective settings, not the stored
+    # ``dead`` flag (a message can be dead by the clock before that is stored).
+    fields = (
+        "id",
+        "queue",
+        "state",
+        "attempts",
+        "max_attempts",
+        "timeout",
+        "lease",
+        "visible_at",
+        "created_at",
+        "payload",
+    )
+    readonly_fields = fields
 
     @admin.display(description="state")
     def state(self, message):
         return message.state()
+
+    @admin.display(description="max attempts")
+    def max_attempts(self, message):
+        return _limit_text(message.queue.effective_max_attempts())
+
+    @admin.display(description="lease timeout (s)")
+    def timeout(self, message):
+        return f"{message.queue.effective_timeout():g}"
 
     @admin.display(description="payload")
     def payload_preview(self, message):
@@ -82,49 +109,80 @@ class MessageAdmin(admin.ModelAdmin):
 
 @admin.action(description="Redrive all their dead messages")
 def redrive_queues(modeladmin, request, queryset):
-    count = domain.redrive(Message.objects.filter(queue__in=queryset))
+    count = sum(domain.redrive_queue(queue.name) for queue in queryset)
     modeladmin.message_user(request, f"{count} dead message(s) redriven.", messages.SUCCESS)
 
 
 @admin.action(description="Purge all their messages")
 def purge_queues(modeladmin, request, queryset):
-    count = domain.purge(Message.objects.filter(queue__in=queryset))
+    count = sum(domain.purge_queue(queue.name) for queue in queryset)
     modeladmin.message_user(request, f"{count} message(s) purged.", messages.SUCCESS)
+
+
+def _count_in_state(state: str, now):
+    """The number of the queue's messages in ``state``, by the QuerySet's rules."""
+    in_state = (
+        Message.objects.filter(queue_id=OuterRef("name"))
+        .in_state(state, now)
+        .order_by()
+        .values("queue_id")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    return Coalesce(Subquery(in_state, output_field=IntegerField()), Value(0))
 
 
 @admin.register(Queue)
 class QueueAdmin(admin.ModelAdmin):
-    list_display = ("name", "timeout", "max_attempts", "message_count", "dead_count", "created_at")
+    list_display = (
+        "name",
+        *states.STATES,
+        "effective_timeout",
+        "effective_max_attempts",
+        "created_at",
+    )
     search_fields = ("name",)
     fields = ("name", "timeout", "max_attempts", "created_at")
     readonly_fields = ("created_at",)
     actions = [redrive_queues, purge_queues]
 
     def get_queryset(self, request):
-        # Dead as /queues and /info count it: stored dead, or its last allowed
-        # delivery's lease ran out (before requeue_expired stored that).
-        limit = Coalesce(F("max_attempts"), Value(settings.MQ_MAX_ATTEMPTS or UNLIMITED_ATTEMPTS))
-        spent = Q(
-            messages__dead=False,
-            messages__visible_at__lte=timezone.now(),
-            messages__attempts__gte=limit,
-        )
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                message_count=Count("messages"),
-                dead_count=Count("messages", filter=Q(messages__dead=True) | spent),
-            )
-        )
+        now = timezone.now()
+        counts = {state: _count_in_state(state, now) for state in states.STATES}
+        return super().get_queryset(request).annotate(**counts)
 
     def get_readonly_fields(self, request, obj=None):
         return ("name", "created_at") if obj else ("created_at",)
 
-    @admin.display(description="messages", ordering="message_count")
-    def message_count(self, queue):
-        return queue.message_count
+    def save_model(self, request, obj, form, change):
+        # Through the domain, as PUT /queues/<name> does: deaths the old limit
+        # decided stay decided, and this process's settings cache is told.
+        domain.configure(obj.name, timeout=obj.timeout, max_attempts=obj.max_attempts)
 
-    @admin.display(description="dead", ordering="dead_count")
-    def dead_count(self, queue):
-        return queue.dead_count
+    def has_delete_permission(self, request, obj=None):
+        # Deleting a queue would delete its messages past the domain.
+        return False
+
+    @admin.display(description="ready", ordering="ready")
+    def ready(self, queue):
+        return queue.ready
+
+    @admin.display(description="leased", ordering="leased")
+    def leased(self, queue):
+        return queue.leased
+
+    @admin.display(description="delayed", ordering="delayed")
+    def delayed(self, queue):
+        return queue.delayed
+
+    @admin.display(description="dead", ordering="dead")
+    def dead(self, queue):
+        return queue.dead
+
+    @admin.display(description="lease timeout (s)")
+    def effective_timeout(self, queue):
+        return f"{queue.effective_timeout():g}"
+
+    @admin.display(description="max attempts")
+    def effective_max_attempts(self, queue):
+        return _limit_text(queue.effective_max_attempts())

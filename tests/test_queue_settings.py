@@ -307,6 +307,64 @@ def test_the_admin_changes_a_queues_settings(api, clock, admin_client):
     assert deliver(api, "jobs")["lease_expires_at"] == iso(timezone.now() + timedelta(seconds=45))
 
 
+def test_raising_max_attempts_keeps_a_decided_death(api, clock):
+    put(api, "jobs", {"max_attempts": 1})
+    api.send("poison", queue="jobs")
+    deliver(api, "jobs")
+    clock.shift(11)  # its only allowed delivery's lease ran out: dead
+
+    put(api, "jobs", {"max_attempts": 5})
+
+    assert api.get("/queues/jobs").json()["dead"] == 1
+    assert api.next("jobs").status_code == 204
+
+
+def test_raising_max_attempts_in_the_admin_keeps_a_decided_death(api, clock, admin_client):
+    put(api, "jobs", {"max_attempts": 1})
+    api.send("poison", queue="jobs")
+    deliver(api, "jobs")
+    clock.shift(11)
+
+    response = admin_client.post(
+        "/admin/messages_app/queue/jobs/change/", {"timeout": "", "max_attempts": "5"}
+    )
+
+    assert response.status_code == 302
+    assert Queue.objects.get(name="jobs").max_attempts == 5
+    assert api.get("/queues/jobs").json()["dead"] == 1
+    assert api.next("jobs").status_code == 204
+
+
+def test_a_setting_changed_in_the_admin_applies_at_once_in_its_process(api, clock, admin_client):
+    put(api, "jobs", {"timeout": 1})  # this process now knows the queue's lease as 1 s
+    api.send("x", queue="jobs")
+
+    admin_client.post("/admin/messages_app/queue/jobs/change/", {"timeout": "45"})
+
+    assert deliver(api, "jobs")["lease_expires_at"] == iso(timezone.now() + timedelta(seconds=45))
+
+
+def test_a_queue_added_in_the_admin_is_served_by_the_api(api, admin_client):
+    response = admin_client.post(
+        "/admin/messages_app/queue/add/", {"name": "jobs.v2", "timeout": "30"}
+    )
+
+    assert response.status_code == 302
+    body = api.get("/queues/jobs.v2").json()
+    assert (body["name"], body["timeout"], body["max_attempts"]) == ("jobs.v2", 30, None)
+
+
+@pytest.mark.parametrize("name", ["bad name!", "a/b", "ünïcode"])
+def test_the_admin_refuses_a_queue_name_the_api_refuses(admin_client, stored, name):
+    before = stored()
+
+    response = admin_client.post("/admin/messages_app/queue/add/", {"name": name})
+
+    assert response.status_code == 200  # the form again, with its error
+    assert "a queue name is 1-80 letters" in response.content.decode()
+    assert stored() == before
+
+
 @pytest.mark.parametrize(
     "field, value",
     [("max_attempts", "0"), ("timeout", "0"), ("timeout", "-5")],
