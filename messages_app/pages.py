@@ -6,10 +6,10 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from . import domain
+from . import domain, runtime
 from .api.auth import bearer_token, is_valid_token
 from .api.errors import error_response
 from .api.inputs import QUEUE_NAME
@@ -74,8 +74,26 @@ class QueueCollector:
                 messages.add_metric([stats.name, state], getattr(stats, state))
             if stats.oldest_created_at:
                 oldest.add_metric([stats.name], (now - stats.oldest_created_at).total_seconds())
+        # This process's long polling (each server process has its own).
+        waiters = runtime.current().waiters
+        waiting = GaugeMetricFamily(
+            "mq_waiting_requests",
+            "Long-polls waiting in the server process that answered this scrape.",
+            labels=["queue"],
+        )
+        for queue, count in waiters.waiting().items():
+            waiting.add_metric([queue], count)
+        wakeups = CounterMetricFamily(
+            "mq_long_poll_wakeups",
+            "Wake-ups of waiting long-polls in the server process that answered this scrape.",
+            labels=["queue"],
+        )
+        for queue, count in waiters.wakeups.copy().items():
+            wakeups.add_metric([queue], count)
         yield messages
         yield oldest
+        yield waiting
+        yield wakeups
 
 
 registry = CollectorRegistry(auto_describe=False)
@@ -85,7 +103,6 @@ registry.register(QueueCollector())
 def metrics(request):
     if not _open_to(request):
         return error_response(
-            401,
             "unauthorized",
             "/metrics needs Authorization: Bearer <token>",
             {"WWW-Authenticate": 'Bearer realm="message-queue"'},

@@ -3,6 +3,7 @@ MariaDB when DATABASE_URL points at one (pytest-django creates ``test_<name>``).
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -78,6 +79,23 @@ class Server:
     def start(self) -> "Server":
         return self.spawn().wait_ready()
 
+    def process_metric(self, name: str, queue: str | None = None) -> int:
+        """A per-process metric of /metrics (``mq_waiting_requests``,
+        ``mq_long_poll_wakeups_total``), summed over queues or of one; start the
+        server with ``MQ_WORKERS="1"`` for it to be the whole server's."""
+        text = requests.get(self.url + "/metrics", timeout=5).text
+        pattern = rf'^{name}\{{queue="([^"]*)"\}} (\S+)$'
+        return sum(
+            int(float(n)) for q, n in re.findall(pattern, text, re.MULTILINE) if queue in (None, q)
+        )
+
+    def waiting(self) -> int:
+        return self.process_metric("mq_waiting_requests")
+
+    def wait_for_waiting(self, count: int, timeout: float = 20) -> None:
+        """Until ``count`` long-polls are parked in this (one-process) server."""
+        wait_until(lambda: self.waiting() >= count, timeout, f"{count} waiting long-polls")
+
     def kill(self) -> None:
         """``kill -9`` the server and all its worker processes."""
         os.killpg(self.process.pid, signal.SIGKILL)
@@ -108,6 +126,15 @@ class Server:
         if self.group_alive():  # a worker outlived its parent: never leave one behind
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    """Until ``condition()`` is true, checked every 20 ms; fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout:g} s")
+        time.sleep(0.02)
 
 
 class ServerFactory:
@@ -210,9 +237,9 @@ def _route(queue: str | None, tail: str) -> str:
 def fresh_process_state():
     """Start each test as a freshly started server process would: nothing cached
     about queues from an earlier test, whose database has been rolled back since."""
-    from messages_app import domain
+    from messages_app import runtime
 
-    domain.forget_queues()
+    runtime.reset()
 
 
 @pytest.fixture

@@ -171,7 +171,7 @@ def test_sigterm_stops_the_server_cleanly(server_factory):
 
 
 def test_sigterm_stops_the_server_while_a_long_poll_waits(server_factory):
-    server = server_factory()
+    server = server_factory(MQ_WORKERS="1")
     answers = []
 
     def long_poll() -> None:
@@ -185,7 +185,7 @@ def test_sigterm_stops_the_server_while_a_long_poll_waits(server_factory):
 
     poller = threading.Thread(target=long_poll)
     poller.start()
-    time.sleep(0.5)  # let the request reach the server and park
+    server.wait_for_waiting(1)
     started = time.monotonic()
 
     exit_code = server.terminate(timeout=30)

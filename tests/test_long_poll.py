@@ -9,8 +9,6 @@ import pytest
 import requests
 from contract import assert_error
 
-from messages_app.models import Message
-
 pytestmark = pytest.mark.django_db
 
 # Bounds far above what a wake-up takes; they only catch a poll that was never woken.
@@ -39,9 +37,7 @@ class Poll:
         return self.future.result(timeout=60)
 
 
-def settle() -> None:
-    """Give a poll just started time to reach the server and park there."""
-    time.sleep(0.5)
+ONE_PROCESS = {"MQ_WORKERS": "1"}  # so that /metrics shows every waiting long-poll
 
 
 # In-process
@@ -104,9 +100,9 @@ def test_a_batch_wait_that_is_not_0_to_20_seconds_is_refused(api, stored, wait):
 def test_a_long_poll_on_one_server_wakes_when_another_server_gets_a_message(
     server_factory, record_property
 ):
-    consumer_side, producer_side = server_factory.many(2)
+    consumer_side, producer_side = server_factory.many(2, **ONE_PROCESS)
     poll = Poll(consumer_side.url + "/message/next", wait=WAIT)
-    settle()
+    consumer_side.wait_for_waiting(1)
 
     sent_at = time.monotonic()
     sent = requests.post(producer_side.url + "/message/new", json={"payload": "wake up"})
@@ -121,9 +117,9 @@ def test_a_long_poll_on_one_server_wakes_when_another_server_gets_a_message(
 
 @pytest.mark.django_db(transaction=True)
 def test_a_long_poll_wakes_when_its_own_server_gets_a_message(server_factory, record_property):
-    server = server_factory(MQ_WORKERS="1")
+    server = server_factory(**ONE_PROCESS)
     poll = Poll(server.url + "/queues/jobs/message/next", wait=WAIT)
-    settle()
+    server.wait_for_waiting(1)
 
     sent_at = time.monotonic()
     requests.post(server.url + "/queues/jobs/message/new", json={"payload": "wake up"})
@@ -137,9 +133,9 @@ def test_a_long_poll_wakes_when_its_own_server_gets_a_message(server_factory, re
 
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_long_poll_wakes_when_another_server_gets_a_batch(server_factory):
-    consumer_side, producer_side = server_factory.many(2)
+    consumer_side, producer_side = server_factory.many(2, **ONE_PROCESS)
     poll = Poll(consumer_side.url + "/queues/jobs/messages/next", count=10, wait=WAIT)
-    settle()
+    consumer_side.wait_for_waiting(1)
 
     sent_at = time.monotonic()
     sent = requests.post(
@@ -155,11 +151,11 @@ def test_a_batch_long_poll_wakes_when_another_server_gets_a_batch(server_factory
 
 @pytest.mark.django_db(transaction=True)
 def test_a_long_poll_wakes_when_a_message_is_given_back_on_another_server(server_factory):
-    consumer_side, producer_side = server_factory.many(2)
+    consumer_side, producer_side = server_factory.many(2, **ONE_PROCESS)
     requests.post(producer_side.url + "/message/new", json={"payload": "retry me"})
     held = requests.get(producer_side.url + "/message/next", params={"timeout": 60}).json()
     poll = Poll(consumer_side.url + "/message/next", wait=WAIT)
-    settle()
+    consumer_side.wait_for_waiting(1)
 
     given_at = time.monotonic()
     requests.post(
@@ -225,23 +221,26 @@ def test_a_batch_long_poll_with_nothing_to_deliver_ends_with_an_empty_list(serve
 
 @pytest.mark.django_db(transaction=True)
 def test_a_long_poll_is_not_woken_by_a_message_on_another_queue(server_factory):
-    consumer_side, producer_side = server_factory.many(2)
-    poll = Poll(consumer_side.url + "/queues/quiet/message/next", wait=1)
-    settle()
+    consumer_side, producer_side = server_factory.many(2, **ONE_PROCESS)
+    quiet = Poll(consumer_side.url + "/queues/quiet/message/next", wait=2)
+    busy = Poll(consumer_side.url + "/queues/busy/message/next", wait=WAIT)
+    consumer_side.wait_for_waiting(2)
 
     requests.post(producer_side.url + "/queues/busy/message/new", json={"payload": "not yours"})
 
-    status, _, took, _ = poll.result()
-    assert status == 204
-    assert took >= 0.9
-    assert Message.objects.get().state() == "ready"
+    assert busy.result()[0] == 200  # the server saw the other server's send
+    status, _, took, _ = quiet.result()
+    assert (status, took >= 1.9) == (204, True)
+    assert consumer_side.process_metric("mq_long_poll_wakeups_total", "quiet") == 0
+    assert consumer_side.process_metric("mq_long_poll_wakeups_total", "busy") >= 1
 
 
 @pytest.mark.django_db(transaction=True)
 def test_one_message_goes_to_exactly_one_of_many_waiting_polls(server_factory):
-    servers = server_factory.many(2)
+    servers = server_factory.many(2, **ONE_PROCESS)
     polls = [Poll(servers[n % 2].url + "/message/next", wait=3) for n in range(6)]
-    settle()
+    for server in servers:
+        server.wait_for_waiting(3)
 
     requests.post(servers[0].url + "/message/new", json={"payload": "only one"})
 
@@ -251,9 +250,9 @@ def test_one_message_goes_to_exactly_one_of_many_waiting_polls(server_factory):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_of_messages_wakes_as_many_waiting_polls(server_factory):
-    consumer_side, producer_side = server_factory.many(2)
+    consumer_side, producer_side = server_factory.many(2, **ONE_PROCESS)
     polls = [Poll(consumer_side.url + "/message/next", wait=WAIT) for _ in range(5)]
-    settle()
+    consumer_side.wait_for_waiting(5)
 
     sent_at = time.monotonic()
     sent = requests.post(producer_side.url + "/messages/new", json={"payloads": list(range(5))})

@@ -74,6 +74,7 @@ def test_a_requeued_message_is_delivered_next_at_its_place(api, clock):
 
     requeue_expired()
 
+    assert Message.objects.get(id=older).lease is None  # stored as ready before any claim
     first = api.next().json()
     assert (first["id"], first["attempts"]) == (older, 2)
     assert api.next().json()["id"] == newer
