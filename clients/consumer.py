@@ -118,7 +118,7 @@ class Consumer(QueueClient):
         return message.with_lease(self._json(response))
 
     def give_back(self, message: Message, delay: float | None = None) -> str | None:
-        """Return a leased message to the queue at once, or after ``delay`` seconds (a nack).
+        """Return a leased message to the queue at once, or after ``delay`` seconds.
 
         Returns its new status: ``"ready"``, ``"delayed"`` (with ``delay``), or
         ``"dead"`` when that was its last allowed delivery; None when a repeat

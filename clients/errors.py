@@ -46,6 +46,14 @@ class NotFound(QueueError):
     """404: no such message (never existed, or already done) or no such route."""
 
 
+class MethodNotAllowed(QueueError):
+    """405: the route does not take this method."""
+
+
+class NotAcceptable(QueueError):
+    """406."""
+
+
 class Conflict(QueueError):
     """409: the message is not leased, or the lease given is not its current one."""
 
@@ -58,6 +66,10 @@ class UnsupportedMediaType(QueueError):
     """415."""
 
 
+class TooManyRequests(QueueError):
+    """429: slow down; ``Retry-After`` says for how long."""
+
+
 class ServerError(QueueError):
     """5xx: the server (or its database) failed; retried for calls safe to repeat."""
 
@@ -67,9 +79,12 @@ _BY_STATUS: dict[int, type[QueueError]] = {
     401: Unauthorized,
     403: Forbidden,
     404: NotFound,
+    405: MethodNotAllowed,
+    406: NotAcceptable,
     409: Conflict,
     413: PayloadTooLarge,
     415: UnsupportedMediaType,
+    429: TooManyRequests,
 }
 
 

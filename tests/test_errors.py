@@ -1,10 +1,15 @@
 """Every error is JSON ``{"error": <code>, "detail": <text>}`` with the right status,
 and a refused request changes nothing that is stored."""
 
+import json
 from urllib.parse import quote
 
 import pytest
+import requests
 from contract import assert_error
+
+import clients.errors
+from messages_app.errors import STATUS
 
 pytestmark = pytest.mark.django_db
 
@@ -342,3 +347,21 @@ def test_no_odd_request_gets_a_500_or_an_html_page(api, method, url, body, conte
     assert response.status_code < 500
     if response.status_code != 204:
         assert response["Content-Type"] == "application/json"
+
+
+# The Python clients' mirror of the table
+
+
+@pytest.mark.parametrize("code, status", sorted(STATUS.items()))
+def test_the_clients_raise_a_typed_exception_for_every_error_code(code, status):
+    answer = requests.Response()
+    answer.status_code = status
+    answer._content = json.dumps({"error": code, "detail": "why"}).encode()
+
+    error = clients.errors.error_for(answer)
+
+    assert (error.code, error.status, error.detail) == (code, status, "why")
+    if status >= 500:
+        assert type(error) is clients.ServerError
+    else:
+        assert type(error) is not clients.QueueError, f"no exception class for {status}"
