@@ -132,11 +132,21 @@ def _count_in_state(state: str, now):
     return Coalesce(Subquery(in_state, output_field=IntegerField()), Value(0))
 
 
+def _count_column(state: str):
+    """A column of the queue list: its messages in ``state`` (annotated by get_queryset)."""
+
+    @admin.display(description=state, ordering=state)
+    def column(queue):
+        return getattr(queue, state)
+
+    return column
+
+
 @admin.register(Queue)
 class QueueAdmin(admin.ModelAdmin):
     list_display = (
         "name",
-        *states.STATES,
+        *(_count_column(state) for state in states.STATES),
         "effective_timeout",
         "effective_max_attempts",
         "created_at",
@@ -162,22 +172,6 @@ class QueueAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         # Deleting a queue would delete its messages past the domain.
         return False
-
-    @admin.display(description="ready", ordering="ready")
-    def ready(self, queue):
-        return queue.ready
-
-    @admin.display(description="leased", ordering="leased")
-    def leased(self, queue):
-        return queue.leased
-
-    @admin.display(description="delayed", ordering="delayed")
-    def delayed(self, queue):
-        return queue.delayed
-
-    @admin.display(description="dead", ordering="dead")
-    def dead(self, queue):
-        return queue.dead
 
     @admin.display(description="lease timeout (s)")
     def effective_timeout(self, queue):
