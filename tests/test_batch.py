@@ -262,7 +262,9 @@ def test_acking_entries_from_different_deliveries_works_in_one_batch(api):
 
 def test_a_batch_of_1000_entries_each_from_its_own_delivery_is_acked(api):
     ids = send_batch(api, list(range(1000)))
-    delivered = [claim_batch(api, count=1)[0] for _ in ids]
+    # A long lease: on a loaded machine 1000 claims can outlast the default 10 s,
+    # and a message whose lease ran out would be claimed again.
+    delivered = [claim_batch(api, count=1, timeout=600)[0] for _ in ids]
     assert len({m["lease"] for m in delivered}) == 1000
 
     response = ack_batch(api, entries_of(delivered))
