@@ -12,7 +12,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from . import domain
 from .api.auth import bearer_token, is_valid_token
 from .api.errors import error_response
-from .api.inputs import QUEUE_NAME
+from .api.inputs import QUEUE_NAME, after_id
 from .models import Message
 
 PAGE_SIZE = 50
@@ -32,8 +32,7 @@ def info(request):
         return redirect_to_login(request.get_full_path(), "admin:login")
     now = timezone.now()
     queue = request.GET.get("queue") or None
-    after = request.GET.get("after", "")
-    after = int(after) if after.isascii() and after.isdigit() else 0
+    after = after_id(request.GET.get("after", ""))
     # The queue comes along: a message's state depends on its queue's max_attempts.
     messages = Message.objects.select_related("queue").filter(id__gt=after)
     if queue:

@@ -7,11 +7,11 @@ the response as it is, never decoded and encoded again.
 import simplejson
 from django.db import connection
 from django.http import HttpResponse
-from rest_framework.views import APIView
+from rest_framework import views
 
 from .. import domain
 from ..models import Message
-from . import inputs
+from . import inputs, parsers
 
 DEFAULT_QUEUE = "default"
 
@@ -35,6 +35,15 @@ def delivery_json(delivery: domain.Delivery) -> str:
         f'{{"id":{delivery.id},"payload":{delivery.payload},"lease":"{delivery.lease}",'
         f'"lease_expires_at":"{iso(delivery.lease_expires_at)}","attempts":{delivery.attempts}}}'
     )
+
+
+class APIView(views.APIView):
+    """Every API view: once the caller is let in, its body is read whole and checked
+    (``parsers.read_body``), whether or not the handler reads it."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        parsers.read_body(request)
 
 
 class QueueView(APIView):
