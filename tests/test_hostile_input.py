@@ -1,7 +1,12 @@
 """Input an attacker (or a broken client) sends: each gets a clear 4xx JSON error or
 is kept exactly, never a 500, and a refused request stores nothing."""
 
+import json
+import socket
+import time
+
 import pytest
+import requests
 from contract import assert_error
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -247,3 +252,54 @@ def test_a_body_over_the_limit_is_413_where_the_body_is_not_even_read(
 
     assert_error(response, 413, "too_large")
     assert stored() == before
+
+
+# Bodies cut short: the client died, or half-closed, mid-upload
+
+
+def send_cut_short(server, *, half_close: bool) -> bytes:
+    """POST ``payload=hello`` to a real server with a Content-Length of 13 but only
+    11 bytes of body (a valid form on its own: ``payload=hel``), then close the
+    connection, or half-close it and read the answer."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    with sock:
+        sock.sendall(
+            b"POST /message/new HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 13\r\n\r\n"
+            b"payload=hel"
+        )
+        if not half_close:
+            return b""
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_body_cut_short_by_a_half_close_is_400_and_stores_nothing(server_factory):
+    server = server_factory()
+
+    answer = send_cut_short(server, half_close=True)
+
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 400 Bad Request", answer
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"] == "incomplete_body"
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_body_cut_short_by_a_closed_connection_stores_nothing(server_factory):
+    server = server_factory()
+
+    send_cut_short(server, half_close=False)
+
+    # Nothing to wait for but the absence of a message: watch for one a while
+    # (a cut-off body used to be stored within milliseconds).
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        assert not Message.objects.exists()
+        time.sleep(0.05)
+    assert requests.post(server.url + "/message/new", data={"payload": "whole"}).status_code == 201
+    assert list(Message.objects.values_list("payload", flat=True)) == ['"whole"']
