@@ -5,6 +5,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -27,6 +29,10 @@ def _open_to(request) -> bool:
     return token is not None and is_valid_token(token)
 
 
+# The pages only read: any other method is a 405 (JSON, see errors), not a
+# CSRF failure, since nothing here acts on a form.
+@csrf_exempt
+@require_safe
 def info(request):
     if not _open_to(request):
         return redirect_to_login(request.get_full_path(), "admin:login")
@@ -81,6 +87,8 @@ registry = CollectorRegistry(auto_describe=False)
 registry.register(QueueCollector())
 
 
+@csrf_exempt
+@require_safe
 def metrics(request):
     if not _open_to(request):
         return error_response(

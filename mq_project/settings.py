@@ -47,6 +47,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "messages_app.api.errors.json_method_not_allowed",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -57,6 +58,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "mq_project.urls"
+# Every error is JSON, a page's form posted without its CSRF token too.
+CSRF_FAILURE_VIEW = "messages_app.api.errors.csrf_failure"
 WSGI_APPLICATION = "mq_project.wsgi.application"
 APPEND_SLASH = False
 

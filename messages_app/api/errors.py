@@ -5,7 +5,7 @@ import logging
 import simplejson
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, DataError
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseNotAllowed
 from rest_framework import exceptions
 
 from ..domain import LeaseConflict, MessageNotFound, QueueError
@@ -71,3 +71,22 @@ def forbidden(request, exception=None):
 
 def server_error(request):
     return error_response(500, "server_error", "the server failed; the error is in its log")
+
+
+def csrf_failure(request, reason=""):
+    """``CSRF_FAILURE_VIEW``: a page's form posted without its CSRF token."""
+    return error_response(403, "csrf_failed", f"CSRF verification failed: {reason}")
+
+
+def json_method_not_allowed(get_response):
+    """The pages' middleware: Django's bare 405 (``require_safe``, the admin's
+    logout) as the contract's JSON error."""
+
+    def middleware(request):
+        response = get_response(request)
+        if isinstance(response, HttpResponseNotAllowed):
+            detail = f"{request.method} is not allowed here; allowed: {response['Allow']}"
+            return error_response(405, "method_not_allowed", detail, {"Allow": response["Allow"]})
+        return response
+
+    return middleware
