@@ -3,6 +3,7 @@
 import logging
 
 import simplejson
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, DataError
 from django.http import HttpResponse, HttpResponseNotAllowed
@@ -45,14 +46,17 @@ def exception_handler(exc, context):
             headers["Retry-After"] = str(int(exc.wait))
         code = _API_ERROR_CODES.get(type(exc), exc.default_code)
         return error_response(exc.status_code, code, str(exc.detail), headers)
+    # The driver's text (addresses, table names, what it choked on) goes to the
+    # log, not to the client.
     if isinstance(exc, DataError):
-        # A value the database refuses to store or compare (PostgreSQL: a NUL
-        # character in text): the request's fault, and its statement changed nothing.
-        return error_response(400, "invalid_input", f"the database refused a value: {exc}")
+        # A value the database refuses to store or compare that the input checks
+        # let through: the request's fault, and its statement changed nothing.
+        logger.warning("the database refused a value", exc_info=exc)
+        return error_response(400, "invalid_input", "the database refused a value of this request")
     if isinstance(exc, DatabaseError):
         logger.exception("database error")
         return error_response(
-            503, "database_unavailable", f"the database did not answer: {exc}".strip()
+            503, "database_unavailable", "the database did not answer; the server's log says why"
         )
     return None
 
@@ -90,3 +94,15 @@ def json_method_not_allowed(get_response):
         return response
 
     return middleware
+
+
+def login_locked_out(request, original_response=None, credentials=None):
+    """django-axes' answer to a login from a locked-out username and address."""
+    seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    return error_response(
+        429,
+        "too_many_logins",
+        f"too many failed logins for this username from this address; "
+        f"try again after {seconds} seconds without another attempt",
+        {"Retry-After": str(seconds)},
+    )
