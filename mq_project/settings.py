@@ -6,6 +6,7 @@ Queue settings (PENDING_TIMEOUT, MQ_*) are plain module attributes read through
 
 import secrets
 from datetime import timedelta
+from importlib.metadata import version
 from pathlib import Path
 
 import environ
@@ -44,6 +45,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "axes",
     "messages_app",
 ]
@@ -165,6 +168,20 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "messages_app.api.negotiation.AlwaysJSON",
     "EXCEPTION_HANDLER": "messages_app.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "messages_app.api.schema.AutoSchema",
+}
+
+# The OpenAPI schema at /api/schema/; Swagger UI and Redoc at /api/docs/ load
+# their scripts from drf-spectacular-sidecar's static files, not from a CDN.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "message-queue",
+    "DESCRIPTION": "A FIFO message queue over HTTP. Every error is JSON "
+    '`{"error": "<code>", "detail": "<text>"}`.',
+    "VERSION": version("message-queue"),
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # The queue.

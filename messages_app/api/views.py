@@ -11,7 +11,7 @@ from rest_framework import views
 
 from .. import domain
 from ..models import Message
-from . import inputs, parsers
+from . import inputs, parsers, schema
 
 DEFAULT_QUEUE = "default"
 
@@ -54,6 +54,7 @@ class QueueView(APIView):
         self.queue = inputs.queue_name(kwargs.get("queue", DEFAULT_QUEUE))
 
 
+@schema.send_message
 class SendMessage(QueueView):
     def post(self, request, **kwargs):
         fields = inputs.body(request.data)
@@ -66,6 +67,7 @@ class SendMessage(QueueView):
         return json_response({"id": message_id}, status=201 if created else 200)
 
 
+@schema.next_message
 class NextMessage(QueueView):
     # Not HEAD: Django would answer it with ``get``, which leases a message.
     http_method_names = ["get", "options"]
@@ -82,6 +84,7 @@ class NextMessage(QueueView):
         return HttpResponse(delivery_json(deliveries[0]), content_type="application/json")
 
 
+@schema.message_done
 class MessageDone(QueueView):
     def post(self, request, id, **kwargs):
         message_id = inputs.message_id(id)
@@ -89,6 +92,7 @@ class MessageDone(QueueView):
         return json_response({"id": message_id, "status": "processed"})
 
 
+@schema.extend_lease
 class ExtendLease(QueueView):
     def post(self, request, id, **kwargs):
         message_id = inputs.message_id(id)
@@ -100,6 +104,7 @@ class ExtendLease(QueueView):
         return json_response({"id": message_id, "lease": lease, "lease_expires_at": iso(expires)})
 
 
+@schema.give_back
 class GiveBack(QueueView):
     def post(self, request, id, **kwargs):
         message_id = inputs.message_id(id)
@@ -108,6 +113,7 @@ class GiveBack(QueueView):
         return json_response({"id": message_id, "status": state})
 
 
+@schema.send_messages
 class SendMessages(QueueView):
     def post(self, request, **kwargs):
         payloads = inputs.payloads(request.data)
@@ -115,6 +121,7 @@ class SendMessages(QueueView):
         return json_response({"ids": domain.enqueue_many(self.queue, payloads, delay)}, status=201)
 
 
+@schema.next_messages
 class NextMessages(QueueView):
     http_method_names = ["get", "options"]
 
@@ -130,6 +137,7 @@ class NextMessages(QueueView):
         return HttpResponse(body, content_type="application/json")
 
 
+@schema.messages_done
 class MessagesDone(QueueView):
     def post(self, request, **kwargs):
         result = domain.ack_many(self.queue, inputs.done_entries(request.data))
@@ -154,11 +162,13 @@ def stats_json(stats: domain.QueueStats) -> dict:
     }
 
 
+@schema.queue_list
 class QueueList(APIView):
     def get(self, request):
         return json_response({"queues": [stats_json(s) for s in domain.queue_stats()]})
 
 
+@schema.queue_detail
 class QueueDetail(QueueView):
     """A queue's settings and counts; PUT changes ``timeout`` and ``max_attempts``."""
 
@@ -179,12 +189,14 @@ class QueueDetail(QueueView):
         return self.get(request, **kwargs)
 
 
+@schema.redrive
 class Redrive(QueueView):
     def post(self, request, **kwargs):
         count = domain.redrive(Message.objects.filter(queue_id=self.queue))
         return json_response({"queue": self.queue, "redriven": count})
 
 
+@schema.health
 class Health(APIView):
     """Up, and the database answers; a database error becomes a 503 in ``errors``."""
 
