@@ -1,7 +1,7 @@
 """Fuzz a live ``message-queue`` server with schemathesis against its own OpenAPI
 schema (/api/schema/), on one database:
 
-    python .ci/fuzz.py sqlite|postgresql|mariadb NAME [MAX_EXAMPLES]
+    python .ci/fuzz.py sqlite|postgresql|mariadb NAME [MAX_EXAMPLES (5)]
 
 NAME names the throwaway database (``NAME_fuzz``, dropped and created again).
 Checks: not_a_server_error, status_code_conformance, content_type_conformance,
@@ -39,32 +39,38 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def run_sql(vendor: str, statement: str) -> None:
+    """Run a statement on the PostgreSQL or MariaDB server, as its superuser."""
+    if vendor == "postgresql":
+        command = ["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-c", statement]
+    else:
+        command = ["mariadb", "--protocol=tcp", "-h", "127.0.0.1", "-u", "root", "-e", statement]
+    subprocess.run(command, check=True)
+
+
 def fresh_database(vendor: str, name: str, folder: str) -> str:
     """A DATABASE_URL of an empty database."""
     if vendor == "sqlite":
         return f"sqlite:///{folder}/fuzz.sqlite3"
+    run_sql(vendor, f"DROP DATABASE IF EXISTS {name}")
+    run_sql(vendor, f"CREATE DATABASE {name}")
     if vendor == "postgresql":
-        for statement in (f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}"):
-            subprocess.run(
-                ["psql", "-q", "-h", "127.0.0.1", "-U", "postgres", "-c", statement], check=True
-            )
         return f"postgres://postgres@127.0.0.1:5432/{name}"
-    subprocess.run(
-        ["mariadb", "--protocol=tcp", "-h", "127.0.0.1", "-u", "root", "-e",
-         f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"],
-        check=True,
-    )  # fmt: skip
     return f"mysql://root@127.0.0.1:3306/{name}"
 
 
 def start_server(env: dict, folder: str) -> tuple[subprocess.Popen, str]:
+    """The server, its output (a warning per refused request) in ``folder``/server.log."""
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mq_project.cli"],
-        cwd=folder,
-        env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
-        start_new_session=True,
-    )
+    with open(f"{folder}/server.log", "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mq_project.cli"],
+            cwd=folder,
+            env={**env, "HOST": "127.0.0.1", "PORT": str(port)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -82,7 +88,7 @@ def start_server(env: dict, folder: str) -> tuple[subprocess.Popen, str]:
 
 def main() -> int:
     vendor, name = sys.argv[1], f"{sys.argv[2]}_fuzz"
-    max_examples = sys.argv[3] if len(sys.argv) > 3 else "20"
+    max_examples = sys.argv[3] if len(sys.argv) > 3 else "5"
     with tempfile.TemporaryDirectory() as folder:
         env = {
             **os.environ,
@@ -104,7 +110,12 @@ def main() -> int:
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
+            if vendor != "sqlite":
+                run_sql(vendor, f"DROP DATABASE {name}")
         stats = json.loads(Path(env["FUZZ_STATS"]).read_text())
+        if stats["server_errors"]:
+            log = Path(f"{folder}/server.log").read_text().splitlines()
+            print("the server's log, last 100 lines:", *log[-100:], sep="\n")  # noqa: T201
     print(  # noqa: T201
         f"fuzz {vendor}: {stats['requests']} requests in {time.monotonic() - started:.0f} s, "
         f"{stats['server_errors']} answered 5xx, {stats['refused']} refused (4xx), "
