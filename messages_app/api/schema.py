@@ -308,34 +308,29 @@ next_message = extend_schema_view(
     )
 )
 
-message_done = extend_schema_view(
-    post=extend_schema(
-        summary="Mark a leased message done (deletes it)",
-        description="With the current lease token, also just after the lease ran out if "
-        "nobody claimed the message since; without one, only while the lease runs.",
-        parameters=[LEASE_PARAMETER],
-        request=LeaseBody,
-        responses=_answers({200: Processed}, 404, 409, 415),
-    )
-)
 
-extend_lease = extend_schema_view(
-    post=extend_schema(
-        summary="Extend a lease (heartbeat)",
-        parameters=[LEASE_PARAMETER],
-        request=ExtendBody,
-        responses=_answers({200: Extended}, 404, 409, 415),
+def _on_a_delivery(summary: str, body, answer, **more):
+    """A call on one leased message: its lease token in the body or the query string."""
+    return extend_schema_view(
+        post=extend_schema(
+            summary=summary,
+            parameters=[LEASE_PARAMETER],
+            request=body,
+            responses=_answers({200: answer}, 404, 409, 415),
+            **more,
+        )
     )
-)
 
-give_back = extend_schema_view(
-    post=extend_schema(
-        summary="Give a leased message back (nack)",
-        parameters=[LEASE_PARAMETER],
-        request=GiveBackBody,
-        responses=_answers({200: GivenBack}, 404, 409, 415),
-    )
+
+message_done = _on_a_delivery(
+    "Mark a leased message done (deletes it)",
+    LeaseBody,
+    Processed,
+    description="With the current lease token, also just after the lease ran out if "
+    "nobody claimed the message since; without one, only while the lease runs.",
 )
+extend_lease = _on_a_delivery("Extend a lease (heartbeat)", ExtendBody, Extended)
+give_back = _on_a_delivery("Give a leased message back (nack)", GiveBackBody, GivenBack)
 
 send_messages = extend_schema_view(
     post=extend_schema(
