@@ -9,9 +9,11 @@ STATUS = {
     # The request: refused before anything is stored.
     "bad_request": 400,
     "invalid_json": 400,
+    "incomplete_body": 400,
     "invalid_body": 400,
     "invalid_input": 400,
     "missing_payload": 400,
+    "invalid_payload": 400,
     "invalid_payloads": 400,
     "invalid_queue_name": 400,
     "invalid_id": 400,
@@ -25,6 +27,7 @@ STATUS = {
     "invalid_messages": 400,
     "unauthorized": 401,
     "forbidden": 403,
+    "csrf_failed": 403,
     "not_found": 404,
     "method_not_allowed": 405,
     "not_acceptable": 406,
@@ -36,6 +39,7 @@ STATUS = {
     "too_large": 413,
     "unsupported_media_type": 415,
     "throttled": 429,
+    "too_many_logins": 429,
     # The server's side.
     "server_error": 500,
     "database_unavailable": 503,

@@ -5,6 +5,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -12,7 +14,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from . import domain, runtime
 from .api.auth import bearer_token, is_valid_token
 from .api.errors import error_response
-from .api.inputs import QUEUE_NAME
+from .api.inputs import QUEUE_NAME, after_id
 from .models import Message
 
 PAGE_SIZE = 50
@@ -27,13 +29,16 @@ def _open_to(request) -> bool:
     return token is not None and is_valid_token(token)
 
 
+# The pages only read: any other method is a 405 (JSON, see errors), not a
+# CSRF failure, since nothing here acts on a form.
+@csrf_exempt
+@require_safe
 def info(request):
     if not _open_to(request):
         return redirect_to_login(request.get_full_path(), "admin:login")
     now = timezone.now()
     queue = request.GET.get("queue") or None
-    after = request.GET.get("after", "")
-    after = int(after) if after.isascii() and after.isdigit() else 0
+    after = after_id(request.GET.get("after", ""))
     # The queue comes along: a message's state depends on its queue's max_attempts.
     messages = Message.objects.select_related("queue").filter(id__gt=after)
     if queue:
@@ -100,6 +105,8 @@ registry = CollectorRegistry(auto_describe=False)
 registry.register(QueueCollector())
 
 
+@csrf_exempt
+@require_safe
 def metrics(request):
     if not _open_to(request):
         return error_response(

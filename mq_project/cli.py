@@ -11,6 +11,7 @@ def main() -> None:
     django.setup()
 
     import django.contrib.admin
+    import drf_spectacular_sidecar
     from django.conf import settings
     from django.core.management import call_command
     from django.db import connections
@@ -26,6 +27,10 @@ def main() -> None:
             connection.close_pool()
 
     admin_static = Path(django.contrib.admin.__file__).parent / "static" / "admin"
+    # Swagger UI's and Redoc's scripts, for /api/docs/.
+    sidecar_static = (
+        Path(drf_spectacular_sidecar.__file__).parent / "static" / "drf_spectacular_sidecar"
+    )
     print(f"message-queue: serving on http://{settings.HOST}:{settings.PORT}", flush=True)  # noqa: T201
     Granian(
         "mq_project.wsgi:application",
@@ -34,8 +39,8 @@ def main() -> None:
         interface=Interfaces.WSGI,
         workers=settings.MQ_WORKERS,
         blocking_threads=settings.MQ_THREADS,
-        static_path_route=["/static/admin"],
-        static_path_mount=[admin_static],
+        static_path_route=["/static/admin", "/static/drf_spectacular_sidecar"],
+        static_path_mount=[admin_static, sidecar_static],
         log_level="error",
         # A pending long-poll must not hold up a stop for its whole wait.
         workers_kill_timeout=3,

@@ -5,6 +5,8 @@ Queue settings (PENDING_TIMEOUT, MQ_*) are plain module attributes read through
 """
 
 import secrets
+from datetime import timedelta
+from importlib.metadata import version
 from pathlib import Path
 
 import environ
@@ -43,10 +45,14 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
     "messages_app",
 ]
 
 MIDDLEWARE = [
+    "messages_app.api.errors.json_method_not_allowed",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -54,9 +60,13 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "mq_project.urls"
+# Every error is JSON, a page's form posted without its CSRF token too.
+CSRF_FAILURE_VIEW = "messages_app.api.errors.csrf_failure"
 WSGI_APPLICATION = "mq_project.wsgi.application"
 APPEND_SLASH = False
 
@@ -118,6 +128,19 @@ elif _db["ENGINE"] == "django.db.backends.mysql":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Admin logins are throttled by django-axes: after MQ_LOGIN_FAILURES wrong
+# passwords for one username from one address, that pair is refused (429) until
+# MQ_LOGIN_COOLOFF seconds pass without another try; a right password resets the count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("MQ_LOGIN_FAILURES", default=5)
+AXES_COOLOFF_TIME = timedelta(seconds=env.int("MQ_LOGIN_COOLOFF", default=900))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "messages_app.api.errors.login_locked_out"
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -145,6 +168,20 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "messages_app.api.negotiation.AlwaysJSON",
     "EXCEPTION_HANDLER": "messages_app.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "messages_app.api.schema.AutoSchema",
+}
+
+# The OpenAPI schema at /api/schema/; Swagger UI and Redoc at /api/docs/ load
+# their scripts from drf-spectacular-sidecar's static files, not from a CDN.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "message-queue",
+    "DESCRIPTION": "A FIFO message queue over HTTP. Every error is JSON "
+    '`{"error": "<code>", "detail": "<text>"}`.',
+    "VERSION": version("message-queue"),
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # The queue.

@@ -1,5 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import (
+    SpectacularJSONAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 
 from messages_app import pages
 from messages_app.api import views
@@ -24,6 +29,10 @@ urlpatterns = [
     path("queues/<str:queue>/redrive", views.Redrive.as_view()),
     path("queues/<str:queue>/", include(message_routes)),
     path("health", views.Health.as_view()),
+    # The OpenAPI schema, and Swagger UI and Redoc over it (served from here, no CDN).
+    path("api/schema/", SpectacularJSONAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/docs/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("metrics", pages.metrics),
     path("info", pages.info, name="info"),
     path("admin/", admin.site.urls),

@@ -3,9 +3,10 @@
 import logging
 
 import simplejson
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, DataError
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseNotAllowed
 from rest_framework import exceptions
 
 from ..errors import STATUS, QueueError
@@ -44,15 +45,21 @@ def exception_handler(exc, context):
             headers["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
             headers["Retry-After"] = str(int(exc.wait))
-        code = _API_ERROR_CODES.get(type(exc), "bad_request")
+        # Subclasses of DRF's exceptions (parsers.IncompleteBody) keep their own code.
+        code = _API_ERROR_CODES.get(type(exc), exc.default_code)
         return error_response(code, str(exc.detail), headers)
+    # The driver's text (addresses, table names, what it choked on) goes to the
+    # log, not to the client.
     if isinstance(exc, DataError):
-        # A value the database refuses to store or compare (PostgreSQL: a NUL
-        # character in text): the request's fault, and its statement changed nothing.
-        return error_response("invalid_input", f"the database refused a value: {exc}")
+        # A value the database refuses to store or compare that the input checks
+        # let through: the request's fault, and its statement changed nothing.
+        logger.warning("the database refused a value", exc_info=exc)
+        return error_response("invalid_input", "the database refused a value of this request")
     if isinstance(exc, DatabaseError):
         logger.exception("database error")
-        return error_response("database_unavailable", f"the database did not answer: {exc}".strip())
+        return error_response(
+            "database_unavailable", "the database did not answer; the server's log says why"
+        )
     return None
 
 
@@ -70,3 +77,33 @@ def forbidden(request, exception=None):
 
 def server_error(request):
     return error_response("server_error", "the server failed; the error is in its log")
+
+
+def csrf_failure(request, reason=""):
+    """``CSRF_FAILURE_VIEW``: a page's form posted without its CSRF token."""
+    return error_response("csrf_failed", f"CSRF verification failed: {reason}")
+
+
+def json_method_not_allowed(get_response):
+    """The pages' middleware: Django's bare 405 (``require_safe``, the admin's
+    logout) as the contract's JSON error."""
+
+    def middleware(request):
+        response = get_response(request)
+        if isinstance(response, HttpResponseNotAllowed):
+            detail = f"{request.method} is not allowed here; allowed: {response['Allow']}"
+            return error_response("method_not_allowed", detail, {"Allow": response["Allow"]})
+        return response
+
+    return middleware
+
+
+def login_locked_out(request, original_response=None, credentials=None):
+    """django-axes' answer to a login from a locked-out username and address."""
+    seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    return error_response(
+        "too_many_logins",
+        f"too many failed logins for this username from this address; "
+        f"try again after {seconds} seconds without another attempt",
+        {"Retry-After": str(seconds)},
+    )

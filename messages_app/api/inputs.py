@@ -5,6 +5,7 @@ import math
 import re
 
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 
 from .. import domain
 from ..errors import QueueError
@@ -13,6 +14,8 @@ from .parsers import dump_json
 
 # Wider than the server's own tokens (32 hex digits): a lease is opaque to clients.
 LEASE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# The largest id a 64-bit signed id column holds.
+MAX_ID = 2**63 - 1
 
 
 class PayloadTooLarge(QueueError):
@@ -23,6 +26,14 @@ def queue_name(name: str) -> str:
     if not QUEUE_NAME.fullmatch(name):
         raise QueueError(QUEUE_NAME_RULE, "invalid_queue_name")
     return name
+
+
+def after_id(raw: str) -> int:
+    """A keyset position (``/info?after=``): 0, the start, unless it is a whole
+    number; past every message when larger than any id."""
+    if not (raw.isascii() and raw.isdigit()):
+        return 0
+    return int(raw) if len(raw) <= 18 else MAX_ID
 
 
 def message_id(raw: str) -> int:
@@ -46,7 +57,10 @@ def payload(data) -> str:
             "or a form field named payload",
             "missing_payload",
         )
-    return payload_text(fields["payload"])
+    value = fields["payload"]
+    if isinstance(value, UploadedFile):
+        raise QueueError("payload must be a plain form field, not a file upload", "invalid_payload")
+    return payload_text(value)
 
 
 def payloads(data) -> list[str]:
@@ -84,7 +98,7 @@ def seconds(raw, name: str, *, low: float, high: float, default: float | None) -
         return default
     try:
         value = float(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond 1e308
         value = math.nan
     if isinstance(raw, bool) or not low <= value <= high:
         raise QueueError(
@@ -109,7 +123,7 @@ def wait(raw) -> float:
 def count(raw) -> int:
     if raw is None:
         return 1
-    if not (isinstance(raw, str) and raw.isascii() and raw.isdigit()) or not (
+    if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 18) or not (
         1 <= int(raw) <= domain.MAX_BATCH
     ):
         raise QueueError(
@@ -118,11 +132,24 @@ def count(raw) -> int:
     return int(raw)
 
 
+def _storable(text: str) -> bool:
+    """Whether every database stores and compares ``text`` as it is: no NUL
+    (PostgreSQL refuses it in text) and no lone surrogate (not UTF-8 at all)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
 def key(raw) -> str | None:
     if raw is None:
         return None
-    if not isinstance(raw, str) or not 1 <= len(raw) <= 200:
-        raise QueueError("key must be a string of 1 to 200 characters", "invalid_key")
+    if not isinstance(raw, str) or not 1 <= len(raw) <= 200 or not _storable(raw):
+        raise QueueError(
+            "key must be a string of 1 to 200 characters, without NUL or unpaired surrogates",
+            "invalid_key",
+        )
     return raw
 
 
@@ -149,8 +176,11 @@ def done_entries(data) -> list[tuple[int, str | None]]:
         if not isinstance(entry, dict):
             raise QueueError('each entry is {"id": <int>, "lease": "<token>"}', "invalid_messages")
         id_, lease_ = entry.get("id"), entry.get("lease")
-        if isinstance(id_, bool) or not isinstance(id_, int) or id_ < 1:
-            raise QueueError(f"each entry needs a message id, not {id_!r}", "invalid_id")
+        if isinstance(id_, bool) or not isinstance(id_, int) or not 1 <= id_ <= MAX_ID:
+            raise QueueError(
+                f"each entry needs a message id from 1 to {MAX_ID}, not {str(id_)[:30]}",
+                "invalid_id",
+            )
         if lease_ is not None and (not isinstance(lease_, str) or not LEASE.fullmatch(lease_)):
             raise QueueError(
                 "lease must be the token string given with the message", "invalid_lease"

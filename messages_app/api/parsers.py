@@ -1,8 +1,7 @@
 from decimal import Decimal
 
 import simplejson
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.http import UnreadablePostError
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
@@ -22,8 +21,40 @@ class JSONNumber(Decimal):
 
 
 def _parse_int(text: str):
-    # -0 is the one JSON integer that int() would not give back as written.
-    return JSONNumber(text) if text == "-0" else int(text)
+    # -0 is the one JSON integer that int() would not give back as written, and
+    # int() refuses text of more than 4,300 digits (sys.get_int_max_str_digits()):
+    # both stay exact decimals. Being no int, they are refused where a count or
+    # an id is read, and kept as written in a payload.
+    if text == "-0":
+        return JSONNumber(text)
+    try:
+        return int(text)
+    except ValueError:
+        return JSONNumber(text)
+
+
+class IncompleteBody(ParseError):
+    default_code = "incomplete_body"
+
+
+def read_body(request) -> None:
+    """Read the request's whole body before any parser or view sees it.
+
+    Over ``MQ_MAX_REQUEST_BYTES`` it is a 413 (Django's ``RequestDataTooBig``)
+    whatever its media type and whether the view reads it at all: Django's
+    multipart parser would leave file parts out of that limit. Shorter than its
+    Content-Length (the client went away mid-upload) it is a 400, so a cut-off
+    body is never parsed, let alone stored.
+    """
+    try:
+        body = request.body
+    except UnreadablePostError as exc:
+        raise IncompleteBody("the connection broke before the whole body arrived") from exc
+    announced = int(request.META.get("CONTENT_LENGTH") or 0)
+    if len(body) < announced:
+        raise IncompleteBody(
+            f"the body ended after {len(body)} of the {announced} bytes of its Content-Length"
+        )
 
 
 class ExactJSONParser(BaseParser):
@@ -35,14 +66,9 @@ class ExactJSONParser(BaseParser):
     media_type = "application/json"
 
     def parse(self, stream, media_type=None, parser_context=None):
-        # DRF reads the request itself, past Django's own check of the body's size.
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        body = stream.read() if limit is None else stream.read(limit + 1)
-        if limit is not None and len(body) > limit:
-            raise RequestDataTooBig("the request body exceeds DATA_UPLOAD_MAX_MEMORY_SIZE")
         try:
             return simplejson.loads(
-                body.decode("utf-8"), parse_float=JSONNumber, parse_int=_parse_int
+                stream.read().decode("utf-8"), parse_float=JSONNumber, parse_int=_parse_int
             )
         except UnicodeDecodeError as exc:
             raise ParseError(f"the body is not UTF-8: {exc}") from exc

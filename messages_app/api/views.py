@@ -7,10 +7,10 @@ the response as it is, never decoded and encoded again.
 import simplejson
 from django.db import connection
 from django.http import HttpResponse
-from rest_framework.views import APIView
+from rest_framework import views
 
 from .. import domain
-from . import inputs
+from . import inputs, parsers, schema
 
 DEFAULT_QUEUE = "default"
 
@@ -36,6 +36,15 @@ def delivery_json(delivery: domain.Delivery) -> str:
     )
 
 
+class APIView(views.APIView):
+    """Every API view: once the caller is let in, its body is read whole and checked
+    (``parsers.read_body``), whether or not the handler reads it."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        parsers.read_body(request)
+
+
 class QueueView(APIView):
     """A route on one queue: ``queue`` comes from ``/queues/<name>/...`` or is ``default``."""
 
@@ -44,6 +53,7 @@ class QueueView(APIView):
         self.queue = inputs.queue_name(kwargs.get("queue", DEFAULT_QUEUE))
 
 
+@schema.send_message
 class SendMessage(QueueView):
     def post(self, request, **kwargs):
         fields = inputs.body(request.data)
@@ -56,6 +66,7 @@ class SendMessage(QueueView):
         return json_response({"id": message_id}, status=201 if created else 200)
 
 
+@schema.next_message
 class NextMessage(QueueView):
     # Not HEAD: Django would answer it with ``get``, which leases a message.
     http_method_names = ["get", "options"]
@@ -72,6 +83,7 @@ class NextMessage(QueueView):
         return HttpResponse(delivery_json(deliveries[0]), content_type="application/json")
 
 
+@schema.message_done
 class MessageDone(QueueView):
     def post(self, request, id, **kwargs):
         message_id = inputs.message_id(id)
@@ -79,6 +91,7 @@ class MessageDone(QueueView):
         return json_response({"id": message_id, "status": "processed"})
 
 
+@schema.extend_lease
 class ExtendLease(QueueView):
     def post(self, request, id, **kwargs):
         message_id = inputs.message_id(id)
@@ -90,6 +103,7 @@ class ExtendLease(QueueView):
         return json_response({"id": message_id, "lease": lease, "lease_expires_at": iso(expires)})
 
 
+@schema.give_back
 class GiveBack(QueueView):
     def post(self, request, id, **kwargs):
         message_id = inputs.message_id(id)
@@ -98,6 +112,7 @@ class GiveBack(QueueView):
         return json_response({"id": message_id, "status": state})
 
 
+@schema.send_messages
 class SendMessages(QueueView):
     def post(self, request, **kwargs):
         payloads = inputs.payloads(request.data)
@@ -105,6 +120,7 @@ class SendMessages(QueueView):
         return json_response({"ids": domain.send_many(self.queue, payloads, delay)}, status=201)
 
 
+@schema.next_messages
 class NextMessages(QueueView):
     http_method_names = ["get", "options"]
 
@@ -120,6 +136,7 @@ class NextMessages(QueueView):
         return HttpResponse(body, content_type="application/json")
 
 
+@schema.messages_done
 class MessagesDone(QueueView):
     def post(self, request, **kwargs):
         result = domain.done_many(self.queue, inputs.done_entries(request.data))
@@ -144,11 +161,13 @@ def stats_json(stats: domain.QueueStats) -> dict:
     }
 
 
+@schema.queue_list
 class QueueList(APIView):
     def get(self, request):
         return json_response({"queues": [stats_json(s) for s in domain.queue_stats()]})
 
 
+@schema.queue_detail
 class QueueDetail(QueueView):
     """A queue's settings and counts; PUT changes ``timeout`` and ``max_attempts``."""
 
@@ -169,12 +188,14 @@ class QueueDetail(QueueView):
         return self.get(request, **kwargs)
 
 
+@schema.redrive
 class Redrive(QueueView):
     def post(self, request, **kwargs):
         count = domain.redrive_queue(self.queue)
         return json_response({"queue": self.queue, "redriven": count})
 
 
+@schema.health
 class Health(APIView):
     """Up, and the database answers; a database error becomes a 503 in ``errors``."""
 

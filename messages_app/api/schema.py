@@ -1,0 +1,395 @@
+"""The OpenAPI description of the API (drf-spectacular): the shapes of requests
+and answers, and one ``extend_schema_view`` per view, applied in ``views``.
+
+The serializers here only describe: the views check their input themselves
+(``inputs``) and write their answers by hand.
+"""
+
+from drf_spectacular import openapi
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import serializers
+
+from .. import domain
+from ..models import MAX_ATTEMPTS, MAX_LEASE_SECONDS
+from .inputs import LEASE, MAX_ID, QUEUE_NAME
+
+# Shapes
+
+
+class Error(serializers.Serializer):
+    error = serializers.CharField(help_text="A code for programs, e.g. `invalid_json`.")
+    detail = serializers.CharField(help_text="What went wrong, for people.")
+
+
+def _seconds(low: float, high: float, help_text: str, **kwargs) -> serializers.FloatField:
+    return serializers.FloatField(min_value=low, max_value=high, help_text=help_text, **kwargs)
+
+
+def _lease(**kwargs) -> serializers.RegexField:
+    kwargs.setdefault("help_text", "The lease token that came with the message (one delivery).")
+    return serializers.RegexField(f"^{LEASE.pattern}$", **kwargs)
+
+
+_DELAY = "Seconds before the message can be delivered."
+_TIMEOUT = "Seconds the lease lasts; default: the queue's `timeout`, else `PENDING_TIMEOUT`."
+
+
+class SendJSON(serializers.Serializer):
+    payload = serializers.JSONField(help_text="Any JSON value; it comes back exactly as sent.")
+    delay = _seconds(0, domain.MAX_DELAY_SECONDS, _DELAY, required=False)
+    key = serializers.CharField(
+        min_length=1,
+        max_length=200,
+        required=False,
+        help_text="Idempotency key: a key used again on this queue within `MQ_DEDUP_WINDOW` "
+        "seconds stores nothing and answers the first message's id (no NUL, no unpaired "
+        "surrogates).",
+    )
+
+
+class SendForm(serializers.Serializer):
+    payload = serializers.CharField(help_text="Stored as a JSON string.")
+    delay = _seconds(0, domain.MAX_DELAY_SECONDS, _DELAY, required=False)
+    key = serializers.CharField(min_length=1, max_length=200, required=False)
+
+
+class MessageId(serializers.Serializer):
+    id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+
+
+class Delivery(serializers.Serializer):
+    id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    payload = serializers.JSONField(help_text="The payload exactly as it was sent.")
+    lease = _lease()
+    lease_expires_at = serializers.DateTimeField()
+    attempts = serializers.IntegerField(min_value=1, help_text="Deliveries so far, this one too.")
+
+
+class LeaseBody(serializers.Serializer):
+    lease = _lease(required=False)
+
+
+class ExtendBody(serializers.Serializer):
+    lease = _lease(required=False)
+    timeout = _seconds(0.001, MAX_LEASE_SECONDS, _TIMEOUT, required=False)
+
+
+class GiveBackBody(serializers.Serializer):
+    lease = _lease(required=False)
+    delay = _seconds(0, domain.MAX_DELAY_SECONDS, _DELAY, required=False)
+
+
+class Processed(serializers.Serializer):
+    id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    status = serializers.ChoiceField(["processed"])
+
+
+class Extended(serializers.Serializer):
+    id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    lease = _lease(allow_null=True, help_text="The lease sent, or null when none was sent.")
+    lease_expires_at = serializers.DateTimeField()
+
+
+class GivenBack(serializers.Serializer):
+    id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    status = serializers.ChoiceField(
+        ["ready", "delayed", "dead"], help_text="`dead` when that was its last allowed delivery."
+    )
+
+
+class SendBatch(serializers.Serializer):
+    payloads = serializers.ListField(
+        child=serializers.JSONField(), min_length=1, max_length=domain.MAX_BATCH
+    )
+    delay = _seconds(0, domain.MAX_DELAY_SECONDS, _DELAY, required=False)
+
+
+class Ids(serializers.Serializer):
+    ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID))
+
+
+class Deliveries(serializers.Serializer):
+    messages = Delivery(many=True, help_text="Oldest first; empty when none is available.")
+
+
+class AckEntry(serializers.Serializer):
+    id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    lease = _lease(required=False)
+
+
+class AckBatch(serializers.Serializer):
+    messages = serializers.ListField(child=AckEntry(), min_length=1, max_length=domain.MAX_BATCH)
+
+
+class AckFailure(serializers.Serializer):
+    id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    error = serializers.CharField()
+    detail = serializers.CharField()
+
+
+class AckResult(serializers.Serializer):
+    processed = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID))
+    failed = AckFailure(many=True, help_text="Each with the error a single ack would give.")
+
+
+class QueueInfo(serializers.Serializer):
+    name = serializers.RegexField(f"^{QUEUE_NAME.pattern}$")
+    timeout = serializers.FloatField(allow_null=True, help_text="Default lease, seconds.")
+    max_attempts = serializers.IntegerField(allow_null=True, min_value=1)
+    ready = serializers.IntegerField(min_value=0)
+    delayed = serializers.IntegerField(min_value=0)
+    leased = serializers.IntegerField(min_value=0)
+    dead = serializers.IntegerField(min_value=0)
+    oldest_created_at = serializers.DateTimeField(allow_null=True)
+
+
+class Queues(serializers.Serializer):
+    queues = QueueInfo(many=True)
+
+
+class QueueSettings(serializers.Serializer):
+    timeout = _seconds(
+        0.001,
+        MAX_LEASE_SECONDS,
+        "Default lease; null: PENDING_TIMEOUT.",
+        allow_null=True,
+        required=False,
+    )
+    max_attempts = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_ATTEMPTS,
+        allow_null=True,
+        required=False,
+        help_text="Deliveries before a message is dead; null: MQ_MAX_ATTEMPTS.",
+    )
+
+
+class Redriven(serializers.Serializer):
+    queue = serializers.RegexField(f"^{QUEUE_NAME.pattern}$")
+    redriven = serializers.IntegerField(min_value=0)
+
+
+class HealthStatus(serializers.Serializer):
+    status = serializers.ChoiceField(["ok"])
+    database = serializers.ChoiceField(["sqlite", "postgresql", "mysql"])
+
+
+# Parameters
+
+QUEUE = OpenApiParameter(
+    "queue",
+    {"type": "string", "pattern": f"^{QUEUE_NAME.pattern}$"},
+    OpenApiParameter.PATH,
+    description="The queue's name; the routes without `/queues/{queue}` are the queue `default`.",
+)
+ID = OpenApiParameter(
+    "id",
+    {"type": "integer", "minimum": 1, "maximum": 10**18 - 1},
+    OpenApiParameter.PATH,
+    description="The message's id.",
+)
+TIMEOUT = OpenApiParameter(
+    "timeout",
+    {"type": "number", "minimum": 0.001, "maximum": MAX_LEASE_SECONDS},
+    description=_TIMEOUT,
+)
+WAIT = OpenApiParameter(
+    "wait",
+    {"type": "number", "minimum": 0, "maximum": domain.MAX_WAIT_SECONDS},
+    description="Long poll: seconds to wait for a message when none is available.",
+)
+COUNT = OpenApiParameter(
+    "count",
+    {"type": "integer", "minimum": 1, "maximum": domain.MAX_BATCH},
+    description="How many messages at most (default 1).",
+)
+LEASE_PARAMETER = OpenApiParameter(
+    "lease",
+    {"type": "string", "pattern": f"^{LEASE.pattern}$"},
+    description="The lease token, as an alternative to the body's `lease`.",
+)
+
+
+class AutoSchema(openapi.AutoSchema):
+    """drf-spectacular's, with the queue's name and the message's id typed on
+    every path that has them (Django's routes take any text there, to answer
+    a bad one with a 400 of the API's own)."""
+
+    def get_description(self):
+        # The views' docstrings are written for this code's readers; the
+        # operations' own descriptions are given here, in ``extend_schema``.
+        return ""
+
+    def get_override_parameters(self):
+        typed = [p for p in (QUEUE, ID) if f"{{{p.name}}}" in self.path]
+        return [*typed, *super().get_override_parameters()]
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "messages_app.api.auth.BearerToken"
+    name = "bearerToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "One of `MQ_API_TOKENS`; needed only when that is set.",
+        }
+
+    def get_security_requirement(self, auto_schema):
+        # Either the token, or nothing at all when MQ_API_TOKENS is unset.
+        return [{self.name: []}, {}]
+
+
+# Answers
+
+_ERRORS = {
+    400: "Invalid input; `error` says which (`invalid_json`, `invalid_body`, "
+    "`missing_payload`, `invalid_delay`, `invalid_queue_name`, `incomplete_body`, ...).",
+    401: "`MQ_API_TOKENS` is set and the request has no valid `Authorization: Bearer <token>`.",
+    404: "No message with this id in this queue.",
+    409: "The message is not leased, its lease ran out, it is dead, or the lease sent "
+    "is not its current one.",
+    413: "The payload is over `MQ_MAX_PAYLOAD_BYTES`, or the body over `MQ_MAX_REQUEST_BYTES`.",
+    415: "A body that is not JSON, a form or multipart.",
+    503: "The database did not answer.",
+}
+
+
+def _answers(success: dict, *errors: int) -> dict:
+    """``success`` ({status: shape}), and the errors each route can give: a bad
+    or oversized request, a missing token, an unreachable database, plus ``errors``."""
+    statuses = sorted({400, 401, 413, 503, *errors})
+    return {
+        **success,
+        **{status: OpenApiResponse(Error, description=_ERRORS[status]) for status in statuses},
+    }
+
+
+_SEND = extend_schema(
+    summary="Send a message",
+    description='A JSON body `{"payload": <any JSON value>}`, or a form field `payload` '
+    "(a string payload; a file part is refused).",
+    request={
+        "application/json": SendJSON,
+        "application/x-www-form-urlencoded": SendForm,
+        "multipart/form-data": SendForm,
+    },
+    responses=_answers(
+        {
+            201: OpenApiResponse(MessageId, description="Stored."),
+            200: OpenApiResponse(
+                MessageId, description="`key` was already used: the first message's id."
+            ),
+        },
+        415,
+    ),
+)
+send_message = extend_schema_view(post=_SEND)
+
+next_message = extend_schema_view(
+    get=extend_schema(
+        summary="Lease the next message",
+        description="The deliverable message with the smallest id, leased for `timeout` "
+        "seconds; a lease that runs out puts it back at the front of the queue.",
+        parameters=[TIMEOUT, WAIT],
+        responses=_answers(
+            {
+                200: OpenApiResponse(Delivery, description="The oldest deliverable message."),
+                204: OpenApiResponse(description="Nothing available (after `wait`); no body."),
+            }
+        ),
+    )
+)
+
+
+def _on_a_delivery(summary: str, body, answer, **more):
+    """A call on one leased message: its lease token in the body or the query string."""
+    return extend_schema_view(
+        post=extend_schema(
+            summary=summary,
+            parameters=[LEASE_PARAMETER],
+            request=body,
+            responses=_answers({200: answer}, 404, 409, 415),
+            **more,
+        )
+    )
+
+
+message_done = _on_a_delivery(
+    "Mark a leased message done (deletes it)",
+    LeaseBody,
+    Processed,
+    description="With the current lease token, also just after the lease ran out if "
+    "nobody claimed the message since; without one, only while the lease runs.",
+)
+extend_lease = _on_a_delivery("Extend a lease (heartbeat)", ExtendBody, Extended)
+give_back = _on_a_delivery("Give a leased message back (nack)", GiveBackBody, GivenBack)
+
+send_messages = extend_schema_view(
+    post=extend_schema(
+        summary="Send a batch of messages",
+        request={"application/json": SendBatch},
+        responses=_answers({201: OpenApiResponse(Ids, description="Stored, in order.")}, 415),
+    )
+)
+
+next_messages = extend_schema_view(
+    get=extend_schema(
+        summary="Lease up to `count` messages",
+        parameters=[COUNT, TIMEOUT, WAIT],
+        responses=_answers({200: Deliveries}),
+    )
+)
+
+messages_done = extend_schema_view(
+    post=extend_schema(
+        summary="Mark a batch of leased messages done",
+        request={"application/json": AckBatch},
+        responses=_answers({200: AckResult}, 415),
+    )
+)
+
+queue_list = extend_schema_view(
+    get=extend_schema(
+        operation_id="queues_list",
+        summary="Every queue with its counts",
+        responses=_answers({200: Queues}),
+    )
+)
+
+queue_detail = extend_schema_view(
+    get=extend_schema(
+        summary="One queue's settings and counts (a queue never used has zeros)",
+        responses=_answers({200: QueueInfo}),
+    ),
+    put=extend_schema(
+        summary="Change a queue's `timeout` and `max_attempts`",
+        request={"application/json": QueueSettings},
+        responses=_answers({200: QueueInfo}, 415),
+    ),
+)
+
+redrive = extend_schema_view(
+    post=extend_schema(
+        summary="Make the queue's dead messages ready again",
+        request=None,
+        responses=_answers({200: Redriven}),
+    )
+)
+
+health = extend_schema_view(
+    get=extend_schema(
+        summary="The process is up and the database answers",
+        responses={
+            200: HealthStatus,
+            **{s: OpenApiResponse(Error, description=_ERRORS[s]) for s in (400, 413, 503)},
+        },
+    )
+)
