@@ -114,6 +114,10 @@ def main(argv: list[str] | None = None) -> None:
         http=HTTPModes.http1,
         workers=settings.MQ_WORKERS,
         blocking_threads=settings.MQ_THREADS,
+        # An open connection holds one of these while it lasts, idle or parked
+        # in a long-poll; beyond them new connections wait to be accepted.
+        backpressure=settings.MQ_CONNECTIONS,
+        backlog=2048,
         # A client gets MQ_CLIENT_TIMEOUT to send a request's headers, and an
         # idle keep-alive connection is closed after as long.
         http1_settings=HTTP1Settings(

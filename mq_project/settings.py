@@ -41,6 +41,9 @@ PORT = env.int("PORT", default=3000)
 # the bound is high; only busy threads compete for the CPU.
 MQ_WORKERS = env.int("MQ_WORKERS", default=2)
 MQ_THREADS = env.int("MQ_THREADS", default=1024)
+# Open connections per process (granian's "backpressure"; its default, 512 with two
+# processes, made the 513th connection wait: parked long-polls count).
+MQ_CONNECTIONS = env.int("MQ_CONNECTIONS", default=8192)
 # Seconds a client may take to send a request's headers, or its body, and that
 # an idle keep-alive connection stays open (``message-queue``).
 MQ_CLIENT_TIMEOUT = env.float("MQ_CLIENT_TIMEOUT", default=5)

@@ -136,3 +136,14 @@ def test_long_polls_beyond_the_old_thread_count_leave_ordinary_requests_answered
     assert read_response(ready[0][0].fileobj).startswith(b"HTTP/1.1 200")
     selector.close()
     assert server.waiting() == 2 * GROUP - 1
+
+
+def test_more_connections_than_granians_default_limit_leave_ordinary_requests_answered(
+    server_factory, sockets
+):
+    # granian accepted at most 512 connections per process (with two processes)
+    # and made the next ones wait, idle or not.
+    server = server_factory(MQ_WORKERS="2", MQ_CLIENT_TIMEOUT="20")
+    sockets.extend(connect(server) for _ in range(1100))
+
+    assert_ordinary_requests_answered(server)
