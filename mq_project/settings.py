@@ -44,8 +44,9 @@ MQ_THREADS = env.int("MQ_THREADS", default=1024)
 # Open connections per process (granian's "backpressure"; its default, 512 with two
 # processes, made the 513th connection wait: parked long-polls count).
 MQ_CONNECTIONS = env.int("MQ_CONNECTIONS", default=8192)
-# Seconds a client may take to send a request's headers, or its body, and that
-# an idle keep-alive connection stays open (``message-queue``).
+# Seconds a client may take to send a request's headers, and that an idle
+# keep-alive connection stays open (``message-queue``; granian has no timeout
+# for reading a body, see the README's "Slow and idle clients").
 MQ_CLIENT_TIMEOUT = env.float("MQ_CLIENT_TIMEOUT", default=5)
 # One access line per request in ``message-queue``'s log.
 MQ_ACCESS_LOG = env.bool("MQ_ACCESS_LOG", default=True)
