@@ -75,8 +75,12 @@ class Throwaway:
     def remove(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGCONT)
-            self.process.kill()
-            self.process.wait()
+            self.process.terminate()  # a fast shutdown: its own processes end too
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
