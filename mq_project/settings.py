@@ -4,6 +4,7 @@ Queue settings (PENDING_TIMEOUT, MQ_*) are plain module attributes read through
 ``django.conf.settings`` at call time, so ``override_settings`` works in tests.
 """
 
+import os
 import secrets
 from datetime import timedelta
 from importlib.metadata import version
@@ -18,10 +19,15 @@ env = environ.Env()
 
 def _local_secret_key() -> str:
     """A key kept in the working directory, so sessions survive restarts and are
-    shared by every worker process without any set-up."""
+    shared by every worker process without any set-up. Only its owner may read it."""
     path = Path("message-queue.secret")
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 
@@ -34,7 +40,19 @@ PORT = env.int("PORT", default=3000)
 # process (started on demand). Each waiting long-poll holds one thread (WSGI), so
 # the bound is high; only busy threads compete for the CPU.
 MQ_WORKERS = env.int("MQ_WORKERS", default=2)
-MQ_THREADS = env.int("MQ_THREADS", default=128)
+MQ_THREADS = env.int("MQ_THREADS", default=1024)
+# Open connections per process (granian's "backpressure"; its default, 512 with two
+# processes, made the 513th connection wait: parked long-polls count).
+MQ_CONNECTIONS = env.int("MQ_CONNECTIONS", default=8192)
+# Seconds a client may take to send a request's headers, and that an idle
+# keep-alive connection stays open (``message-queue``; granian has no timeout
+# for reading a body, see the README's "Slow and idle clients").
+MQ_CLIENT_TIMEOUT = env.float("MQ_CLIENT_TIMEOUT", default=5)
+# One access line per request in ``message-queue``'s log.
+MQ_ACCESS_LOG = env.bool("MQ_ACCESS_LOG", default=True)
+# Seconds a request waits for a database connection (connect, or the pool)
+# before it answers 503.
+MQ_DB_TIMEOUT = env.int("MQ_DB_TIMEOUT", default=3)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", HOST])
 
 INSTALLED_APPS = [
@@ -54,6 +72,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "messages_app.api.errors.json_method_not_allowed",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's, /api/docs/ scripts), DEBUG or not, straight
+    # from the apps' static directories: no collectstatic step.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -118,9 +139,18 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 elif _db["ENGINE"] == "django.db.backends.postgresql":
     # psycopg's pool keeps connections open across requests; a waiting
     # long-poll gives its connection back, so a few per process are enough.
-    _db.setdefault("OPTIONS", {}).setdefault("pool", {"min_size": 2, "max_size": 16})
+    # A request waits at most MQ_DB_TIMEOUT for one (then 503). While the
+    # database is away the pool's reconnection attempts back off, 1 s then 2 s;
+    # after a second of failures it gives up, and the next request starts
+    # again: a returning database is used within about a second.
+    _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", MQ_DB_TIMEOUT)
+    _db["OPTIONS"].setdefault(
+        "pool",
+        {"min_size": 2, "max_size": 16, "timeout": MQ_DB_TIMEOUT, "reconnect_timeout": 1},
+    )
 elif _db["ENGINE"] == "django.db.backends.mysql":
     _db.setdefault("OPTIONS", {}).setdefault("charset", "utf8mb4")
+    _db["OPTIONS"].setdefault("connect_timeout", MQ_DB_TIMEOUT)
     # A connection per request by default: every server thread keeping its own
     # would pass MariaDB's max_connections (151) with a few hundred long-polls.
     _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
@@ -154,6 +184,7 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
+WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["messages_app.api.auth.BearerToken"],
@@ -199,6 +230,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int(
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"timed": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "timed"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="WARNING")},
+    # message-queue's lines at start and at stop.
+    "loggers": {"mq_project.cli": {"level": "INFO"}},
 }

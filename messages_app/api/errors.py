@@ -9,6 +9,7 @@ from django.db import DatabaseError, DataError
 from django.http import HttpResponse, HttpResponseNotAllowed
 from rest_framework import exceptions
 
+from .. import runtime
 from ..errors import STATUS, QueueError
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def exception_handler(exc, context):
         return error_response("invalid_input", "the database refused a value of this request")
     if isinstance(exc, DatabaseError):
         logger.exception("database error")
+        runtime.current().store.unavailable()
         return error_response(
             "database_unavailable", "the database did not answer; the server's log says why"
         )

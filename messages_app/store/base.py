@@ -209,6 +209,9 @@ class Store:
     def deleted(self, count: int) -> None:
         """``count`` messages were deleted (housekeeping may follow)."""
 
+    def unavailable(self) -> None:
+        """A request could not use the database: drop connections that died with it."""
+
     # Counts, from index ranges: a million stored messages must not mean a
     # million rows read.
 

@@ -53,6 +53,7 @@ class PostgreSQLStore(Store):
         """
         self.notifier = Notifier()
         self.vacuum = Vacuum()
+        self.pool_check = PoolCheck()
 
     def close(self) -> None:
         self.notifier.close()
@@ -89,6 +90,9 @@ class PostgreSQLStore(Store):
 
     def deleted(self, count: int) -> None:
         self.vacuum.deleted(count)
+
+    def unavailable(self) -> None:
+        self.pool_check.start()
 
 
 class ListenFeed(ChangeFeed):
@@ -201,5 +205,38 @@ class Vacuum:
             logger.warning("could not vacuum the message table: %s", exc)
         finally:
             connection.close()
+            with self._lock:
+                self._running = False
+
+
+class PoolCheck:
+    """Test the pool's idle connections, in the background, one check at a time.
+
+    A connection the database dropped (a restart, an outage) stays in the pool
+    looking idle and healthy, and fails the next request that takes it. Checking
+    every connection as it leaves the pool costs a round trip per request; so the
+    pool is checked only after a request failed, and the dead connections go
+    at once instead of failing one request each after the database is back."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running = False
+
+    def start(self) -> None:
+        pool = connection.pool
+        if pool is None:
+            return
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+        threading.Thread(target=self._check, args=[pool], name="mq-pool-check", daemon=True).start()
+
+    def _check(self, pool) -> None:
+        try:
+            pool.check()
+        except Exception:
+            logger.exception("could not check the connection pool")
+        finally:
             with self._lock:
                 self._running = False
