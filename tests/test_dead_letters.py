@@ -3,9 +3,11 @@ last allowed delivery's lease runs out or it is given back, it is dead: never
 delivered again, counted and listed, until a redrive makes it ready again."""
 
 import json
+from datetime import datetime
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from messages_app.models import Message
 
@@ -36,6 +38,10 @@ def let_lease_run_out(api, clock, queue: str | None = None) -> dict:
 def counts(api, queue: str) -> dict:
     body = api.get(f"/queues/{queue}").json()
     return {state: body[state] for state in ("ready", "delayed", "leased", "dead")}
+
+
+def oldest_created_at(api, queue: str) -> datetime:
+    return datetime.fromisoformat(api.get(f"/queues/{queue}").json()["oldest_created_at"])
 
 
 def make_dead(api, clock, queue: str = "jobs", payload="poison") -> int:
@@ -349,3 +355,18 @@ def test_the_admin_redrive_action_redrives_a_queues_dead_messages(api, clock, ad
     assert response.status_code == 200
     assert "1 dead message(s) redriven" in response.content.decode()
     assert deliver(api, "jobs")["id"] == message_id
+
+
+def test_a_message_dead_by_its_last_lease_running_out_is_not_the_queues_oldest(api, clock):
+    configure(api, "jobs", max_attempts=1)
+    api.send("poison", queue="jobs")
+    clock.shift(60)
+    api.send("fine", queue="jobs")
+    sent_at = timezone.now()
+    let_lease_run_out(api, clock, "jobs")
+
+    before_housekeeping = oldest_created_at(api, "jobs")
+    call_command("requeue_expired")
+
+    assert before_housekeeping == sent_at
+    assert oldest_created_at(api, "jobs") == sent_at

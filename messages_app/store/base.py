@@ -16,7 +16,8 @@ from functools import lru_cache
 from typing import TypeVar
 
 from django.db import connection, models, transaction
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
 
 from .. import states
 from ..models import Message, Queue
@@ -265,8 +266,15 @@ class Store:
             if limited
             else []
         )
-        # The oldest message: the first of each queue's range of message_claim_idx.
-        first_alive = Message.objects.alive().filter(queue_id=OuterRef("name")).order_by("id")
+        # The oldest message that is not dead: the first of each queue's range of
+        # message_claim_idx (stored alive) that is not spent either.
+        limit = Coalesce(OuterRef("max_attempts"), Value(states.effective_max_attempts(None)))
+        first_alive = (
+            Message.objects.alive()
+            .filter(queue_id=OuterRef("name"))
+            .exclude(states.spent(now, limit))
+            .order_by("id")
+        )
         first_ids = (
             Queue.objects.filter(name__in=names)
             .annotate(first_id=Subquery(first_alive.values("id")[:1]))
