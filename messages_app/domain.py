@@ -284,6 +284,23 @@ def redrive_queue(queue: str) -> int:
     return redrive(Message.objects.filter(queue_id=queue))
 
 
+def move_dead(queue: str, to: str) -> int:
+    """Move the dead messages of ``queue`` to the queue ``to`` (created if new),
+    ready there with attempts reset. They keep their ids, so they take their
+    place by id among ``to``'s messages, as a redrive does."""
+    now = timezone.now()
+    with transaction.atomic():
+        _ensure_queue(to, now)
+        count = (
+            Message.objects.filter(queue_id=queue)
+            .dead(now)
+            .update(queue_id=to, dead=False, lease=None, attempts=0, visible_at=now)
+        )
+        if count:
+            _changed_on_commit(to)
+    return count
+
+
 def requeue(messages) -> int:
     """Make the live ones of ``messages`` deliverable now, at their place by id."""
     with transaction.atomic():
@@ -302,6 +319,19 @@ def purge(messages) -> int:
 def purge_queue(queue: str) -> int:
     """Delete every message of ``queue``; the queue and its settings stay."""
     return purge(Message.objects.filter(queue_id=queue))
+
+
+def delete_queue(queue: str) -> int:
+    """Delete ``queue``, its settings, its idempotency keys and its messages;
+    how many messages were deleted. A later send creates it anew."""
+    with transaction.atomic():
+        deleted = purge_queue(queue)
+        IdempotencyKey.objects.filter(queue_id=queue).delete()
+        Queue.objects.filter(name=queue).delete()
+    process = runtime.current()
+    process.known_queues.discard(queue)
+    process.forget_settings(queue)
+    return deleted
 
 
 @dataclass(frozen=True)

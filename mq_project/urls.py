@@ -35,6 +35,8 @@ urlpatterns = [
     path("api/docs/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("metrics", pages.metrics),
     path("info", pages.info, name="info"),
+    path("info/<str:queue>", pages.queue_page, name="queue-page"),
+    path("info/<str:queue>/<str:action>", pages.queue_action, name="queue-action"),
     path("admin/", admin.site.urls),
 ]
 

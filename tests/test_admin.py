@@ -329,7 +329,7 @@ def test_an_operator_logs_in_through_a_real_server(server_factory, django_user_m
     )
     assert logged_in.status_code == 200
     assert logged_in.url == server.url + "/info"
-    assert "message-queue: info" in logged_in.text
+    assert "message-queue: overview" in logged_in.text
     assert "Site administration" in session.get(server.url + "/admin/").text
     sent = session.post(server.url + "/message/new", json={"payload": 1})
     assert sent.status_code == 201
