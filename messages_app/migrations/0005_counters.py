@@ -16,6 +16,8 @@ def binary_collation(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+    # MariaDB cannot roll DDL back; Django refuses RunPython DDL inside a transaction there.
+    atomic = False
 
     dependencies = [
         ('messages_app', '0004_queue_name_rule'),
