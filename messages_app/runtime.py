@@ -15,6 +15,7 @@ from datetime import datetime
 from django.db import connection
 
 from . import states, store
+from .counters import Counters
 from .models import Queue
 from .waiting import Waiters
 
@@ -45,10 +46,16 @@ class Runtime:
         self.known_queues: set[str] = set()
         self._settings: dict[str, tuple[float, QueueSettings]] = {}
         self._settings_lock = threading.Lock()
+        self.counters = Counters(store, self.depth)
 
     def close(self) -> None:
+        self.counters.close()
         self.waiters.close()
         self.store.close()
+
+    def depth(self, now: datetime) -> dict:
+        """Every queue's counts by state (what the counters sample once a minute)."""
+        return self.store.counts(list(Queue.objects.all()), now)
 
     def queue_settings(self, queue: str) -> QueueSettings:
         with self._settings_lock:
