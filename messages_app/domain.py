@@ -362,19 +362,6 @@ def purge_queue(queue: str) -> int:
     return purge(Message.objects.filter(queue_id=queue))
 
 
-def delete_queue(queue: str) -> int:
-    """Delete ``queue``, its settings, its idempotency keys and its messages;
-    how many messages were deleted. A later send creates it anew."""
-    with transaction.atomic():
-        deleted = purge_queue(queue)
-        IdempotencyKey.objects.filter(queue_id=queue).delete()
-        Queue.objects.filter(name=queue).delete()
-    process = runtime.current()
-    process.known_queues.discard(queue)
-    process.forget_settings(queue)
-    return deleted
-
-
 @dataclass(frozen=True)
 class QueueStats:
     name: str
