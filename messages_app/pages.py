@@ -25,13 +25,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from rest_framework.exceptions import ParseError
 
-from . import domain, runtime, states
+from . import charts, domain, runtime, states
 from .api import inputs
 from .api.auth import bearer_token, is_valid_token
 from .api.errors import error_response
 from .api.parsers import ExactJSONParser
-from .errors import QueueError
-from .models import QUEUE_NAME, Message
+from .errors import QueueError, QueueNotFound
+from .models import QUEUE_NAME, Message, Queue
 
 # Messages a page of the browse shows; leases and dead letters listed.
 PAGE_SIZE = 20
@@ -41,6 +41,10 @@ DEAD_SHOWN = 10
 PAYLOAD_SHOWN = 4000
 # Seconds between two refreshes of a page's live parts (its script).
 REFRESH_SECONDS = 5
+# A processing time's p99 past this share of the lease timeout gets a warning.
+NEAR_TIMEOUT = 0.8
+# The windows of a queue's charts (``domain.queue_history``), the first the default.
+WINDOWS = ("1h", "24h", "30d")
 
 
 def _open_to(request) -> bool:
@@ -61,10 +65,95 @@ class OverviewRow:
     stats: domain.QueueStats
     # Seconds since the oldest stored message was sent; None when there is none.
     oldest_age: float | None
-    # Messages sent (in) and done (out) in the last minute; None without history.
-    rate_in: int | None = None
-    rate_out: int | None = None
-    spark: object = None
+    # Messages sent (in) and done (out) over the last minute.
+    rate_in: float
+    rate_out: float
+    spark: dict[str, charts.Chart]
+
+
+def _last_minute(history, now: datetime) -> tuple[float, float]:
+    """Sent and done over the 60 s before ``now``: the current minute's bucket,
+    and the part of the previous one still within them (assumed even)."""
+    previous, current = history.buckets[-2:]
+    share = 1 - (now - current.time).total_seconds() / history.span
+    return (
+        current.sent + previous.sent * share,
+        current.acked + previous.acked * share,
+    )
+
+
+def _times(history) -> list[datetime]:
+    return [bucket.time for bucket in history.buckets]
+
+
+def _depth(bucket) -> int | None:
+    """Messages stored at the bucket's sample; None when none was taken."""
+    if bucket.ready is None:
+        return None
+    return bucket.ready + bucket.leased + bucket.delayed + bucket.dead
+
+
+def _spark(history) -> dict[str, charts.Chart]:
+    """The overview's chart of the last hour: the depth on a scale of its own,
+    sent and done per minute on another."""
+    size = {"width": 150, "height": 30, "margins": (3, 1, 3, 1)}
+    times = _times(history)
+    depth = {"depth": [_depth(b) for b in history.buckets]}
+    rates = {name: [getattr(b, name) for b in history.buckets] for name in ("sent", "acked")}
+    return {
+        "depth": charts.line_chart("depth", times, depth, **size),
+        "rates": charts.line_chart("sent and done", times, rates, **size),
+    }
+
+
+def _queue_charts(history, timeout: float) -> list[tuple[str, charts.Chart]]:
+    """A queue's charts over one window: depth by state, the flow per bucket,
+    the processing time against the lease timeout."""
+    times = _times(history)
+    per = "minute" if history.span == 60 else "hour"
+
+    def values(name: str) -> list:
+        return [getattr(bucket, name) for bucket in history.buckets]
+
+    return [
+        (
+            "depth",
+            charts.line_chart(
+                "Depth", times, {s: values(s) for s in states.STATES}, unit="messages"
+            ),
+        ),
+        (
+            "flow",
+            charts.line_chart(
+                f"Per {per}",
+                times,
+                {name: values(name) for name in ("sent", "acked", "expired", "died")},
+                {"acked": "done", "died": "dead"},
+                unit=f"messages per {per}; the legend: the window's totals",
+                totals=True,
+            ),
+        ),
+        (
+            "processing",
+            charts.line_chart(
+                "Processing time, delivery to done",
+                times,
+                {
+                    "processing_p50": values("processing_p50"),
+                    "processing_p99": values("processing_p99"),
+                },
+                {"processing_p50": "p50", "processing_p99": "p99"},
+                unit="seconds",
+                mark=timeout,
+                mark_label=f"lease timeout {timeout:g} s",
+            ),
+        ),
+    ]
+
+
+def _slowest_p99(history) -> float | None:
+    measured = [b.processing_p99 for b in history.buckets if b.processing_p99 is not None]
+    return max(measured) if measured else None
 
 
 def _age(now: datetime, moment: datetime | None) -> float | None:
@@ -85,10 +174,21 @@ def info(request):
         return HttpResponseRedirect(reverse("queue-page", args=[queue]))
     now = timezone.now()
     stats = domain.queue_stats(now)
-    rows = [OverviewRow(s, _age(now, s.oldest_created_at)) for s in stats]
+    rows = []
+    for queue_stats in stats:
+        try:
+            history = domain.queue_history(queue_stats.name, "1h", now)
+        except QueueNotFound:  # deleted since it was counted
+            continue
+        rate_in, rate_out = _last_minute(history, now)
+        age = _age(now, queue_stats.oldest_created_at)
+        rows.append(OverviewRow(queue_stats, age, rate_in, rate_out, _spark(history)))
     ages = [row.oldest_age for row in rows if row.oldest_age is not None]
-    totals = {state: sum(getattr(s, state) for s in stats) for state in (*states.STATES, "total")}
-    totals["rate_in"] = totals["rate_out"] = None
+    totals = {
+        state: sum(getattr(row.stats, state) for row in rows) for state in (*states.STATES, "total")
+    }
+    totals["rate_in"] = sum(row.rate_in for row in rows)
+    totals["rate_out"] = sum(row.rate_out for row in rows)
     return render(
         request,
         "messages_app/info.html",
@@ -143,6 +243,17 @@ def _browsed(message: Message, now: datetime) -> BrowsedMessage:
     )
 
 
+def _browse_page(in_queue, after: int) -> list[Message]:
+    """The queue's first ``PAGE_SIZE + 1`` messages after id ``after``: the
+    first of its live ones and of its dead ones, each a range of
+    message_claim_idx (queue, dead, id), merged; one query over both flags
+    would sort the whole queue at a million messages."""
+    after_id = in_queue.filter(id__gt=after).order_by("id")
+    alive = after_id.filter(states.ALIVE)[: PAGE_SIZE + 1]
+    dead = after_id.filter(dead__in=[True])[: PAGE_SIZE + 1]
+    return sorted([*alive, *dead], key=lambda message: message.id)[: PAGE_SIZE + 1]
+
+
 @dataclass(frozen=True)
 class Lease:
     id: int
@@ -173,12 +284,19 @@ def queue_page(request, queue: str):
         return _no_queue(queue)
     after = inputs.after_id(request.GET.get("after", ""))
     in_queue = Message.objects.select_related("queue").filter(queue_id=queue)
-    page = list(in_queue.filter(id__gt=after).order_by("id")[: PAGE_SIZE + 1])
+    page = _browse_page(in_queue, after)
     leased = in_queue.filter(states.leased(now)).order_by("visible_at")[:LEASES_SHOWN]
     limit = states.effective_max_attempts(stats.max_attempts)
+    # Without a limit only the stored flag makes a message dead: a range of
+    # message_claim_idx. With one, the spent ones count too (as in the counts).
     dead = in_queue.filter(
-        Q(dead=True) if limit == states.UNLIMITED_ATTEMPTS else states.dead(now, limit)
+        Q(dead__in=[True]) if limit == states.UNLIMITED_ATTEMPTS else states.dead(now, limit)
     ).order_by("-id")[:DEAD_SHOWN]
+    window = request.GET.get("window")
+    window = window if window in WINDOWS else WINDOWS[0]
+    last_hour = domain.queue_history(queue, "1h", now)
+    history = last_hour if window == "1h" else domain.queue_history(queue, window, now)
+    p99 = _slowest_p99(last_hour)
     return render(
         request,
         "messages_app/queue.html",
@@ -194,9 +312,16 @@ def queue_page(request, queue: str):
             "after": after,
             "page_size": PAGE_SIZE,
             "next_after": page[PAGE_SIZE - 1].id if len(page) > PAGE_SIZE else None,
-            "other_queues": [s.name for s in domain.queue_stats(now) if s.name != queue],
+            "other_queues": Queue.objects.exclude(name=queue).values_list("name", flat=True),
             "staff": request.user.is_staff,
             "refresh_seconds": REFRESH_SECONDS,
+            "window": window,
+            "windows": WINDOWS,
+            "charts": _queue_charts(history, stats.effective_timeout),
+            "p99": p99,
+            "near_timeout": p99 is not None and p99 >= NEAR_TIMEOUT * stats.effective_timeout,
+            "p99_share": round(100 * (p99 or 0) / stats.effective_timeout),
+            "time_format": "M j" if window == "30d" else "H:i",
         },
     )
 

@@ -12,6 +12,7 @@ from contract import assert_error
 from django.utils import timezone
 from test_info import Page, store
 
+from messages_app import domain, runtime
 from messages_app.models import Message, Queue
 
 pytestmark = pytest.mark.django_db
@@ -230,10 +231,88 @@ def test_the_queue_page_takes_a_fixed_number_of_queries(
     store(stored_messages, "jobs")
     store(stored_messages, "other")
 
-    # counts (queue, 3 counts, first message), the page, leases, dead letters,
-    # the other queues' names (5)
+    # counts (the queue, 3 counts, first message, its time), the page (2: live,
+    # dead), leases, dead letters, the other queues' names, the last hour (2)
     with django_assert_max_num_queries(13):
         queue_page(api.client)
+
+
+# The charts, drawn from domain.queue_history.
+
+
+def chart_values(parsed: Page, chart: str, series: str) -> list:
+    """The values a chart's line is drawn from (its data-values), None where none."""
+    pattern = rf'<polyline class="series" data-series="{series}" data-values="([^"]*)"'
+    section = parsed.html[parsed.html.index(f'id="chart-{chart}"') :]
+    values = re.search(pattern, section).group(1).split(",")
+    return [None if v == "" else float(v) for v in values]
+
+
+def test_the_flow_chart_has_a_point_per_minute_of_the_last_hour(api, clock):
+    clock.shift(-120)
+    for n in range(3):
+        api.send(n, queue="jobs")
+    clock.shift(120)
+    delivery = api.next(queue="jobs").json()
+    api.done(delivery["id"], delivery["lease"], queue="jobs")
+
+    parsed = queue_page(api.client)
+
+    history = domain.queue_history("jobs", "1h")
+    assert chart_values(parsed, "flow", "sent") == [b.sent for b in history.buckets]
+    assert chart_values(parsed, "flow", "sent")[-3:] == [3, 0, 0]
+    assert chart_values(parsed, "flow", "acked")[-3:] == [0, 0, 1]
+    assert "sent <b>3</b>" in parsed.html
+
+
+@pytest.mark.parametrize("window, points", [("24h", 24 * 60), ("30d", 30 * 24), ("nope", 60)])
+def test_the_charts_cover_the_window_asked_for(api, window, points):
+    api.send("x", queue="jobs")
+
+    parsed = queue_page(api.client, query=f"?window={window}")
+
+    assert len(chart_values(parsed, "flow", "sent")) == points
+    assert chart_values(parsed, "flow", "sent")[-1] == 1
+
+
+def test_the_depth_chart_draws_the_sampled_depth_by_state(api, clock):
+    for n in range(4):
+        api.send(n, queue="jobs")
+    api.next(queue="jobs")
+    runtime.current().counters.housekeeping()
+
+    parsed = queue_page(api.client)
+
+    assert chart_values(parsed, "depth", "ready")[-1] == 3
+    assert chart_values(parsed, "depth", "leased")[-1] == 1
+    assert chart_values(parsed, "depth", "ready")[:-1] == [None] * 59
+
+
+def processed_in(api, clock, seconds: float) -> None:
+    api.send("work", queue="jobs")
+    delivery = api.next(queue="jobs").json()
+    clock.shift(seconds)
+    api.done(delivery["id"], delivery["lease"], queue="jobs")
+
+
+def test_a_p99_near_the_lease_timeout_is_warned_about(api, clock):
+    api.client.put("/queues/jobs", '{"timeout": 1}', content_type="application/json")
+    processed_in(api, clock, 0.9)
+
+    parsed = queue_page(api.client)
+
+    assert 'id="p99-warning"' in parsed.html
+    assert chart_values(parsed, "processing", "processing_p99")[-1] >= 0.8
+
+
+def test_a_p99_well_within_the_lease_timeout_is_not_warned_about(api, clock):
+    api.client.put("/queues/jobs", '{"timeout": 10}', content_type="application/json")
+    processed_in(api, clock, 0.9)
+
+    parsed = queue_page(api.client)
+
+    assert 'id="p99-warning"' not in parsed.html
+    assert 0.5 < chart_values(parsed, "processing", "processing_p99")[-1] <= 1
 
 
 # Who sees and may use the actions.

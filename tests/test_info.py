@@ -2,12 +2,14 @@
 oldest message's age, the effective settings) and a totals row, in a fixed
 number of queries however many messages are stored."""
 
+import re
 from datetime import timedelta
 from html.parser import HTMLParser
 
 import pytest
 from django.utils import timezone
 
+from messages_app import runtime
 from messages_app.models import Message, Queue
 
 pytestmark = pytest.mark.django_db
@@ -217,6 +219,47 @@ def test_info_takes_a_fixed_number_of_queries_however_many_messages(
     for queue in ("a", "b", "c"):
         store(stored_messages, queue)
 
-    # queues, counts by state (3: all, not yet visible, spent), first message
-    with django_assert_max_num_queries(5):
+    # queues, counts by state (3: all, not yet visible, spent), first message,
+    # and each queue's last hour (2 each: the queue, its buckets)
+    with django_assert_max_num_queries(5 + 2 * 3):
         assert api.get("/info").status_code == 200
+
+
+def test_info_shows_messages_sent_and_done_over_the_last_minute(api, clock):
+    for n in range(3):
+        api.send(n, queue="jobs")
+    delivery = api.next(queue="jobs").json()
+    api.done(delivery["id"], delivery["lease"], queue="jobs")
+    api.send("x", queue="other")
+
+    rows, totals = overview(api)
+
+    assert (rows["jobs"]["in /min"], rows["jobs"]["out /min"]) == ("3", "1")
+    assert (totals["in /min"], totals["out /min"]) == ("4", "1")
+
+
+def test_the_last_minute_takes_its_share_of_the_previous_minute(api, clock):
+    for n in range(4):
+        api.send(n, queue="jobs")
+    # 12:01:30: the last 60 s are half of 12:00-12:01 (assumed even) and 12:01-12:01:30.
+    clock.shift(90)
+    api.send("now", queue="jobs")
+
+    rows, _ = overview(api)
+
+    assert rows["jobs"]["in /min"] == "3"
+
+
+def test_info_draws_each_queues_last_hour(api, clock):
+    clock.shift(-60)
+    api.send("a minute ago", queue="jobs")
+    clock.shift(60)
+    api.send("now", queue="jobs")
+    runtime.current().counters.housekeeping()
+
+    html = page(api).html
+
+    sent = re.search(r'data-series="sent" data-values="([^"]*)"', html).group(1).split(",")
+    depth = re.search(r'data-series="depth" data-values="([^"]*)"', html).group(1).split(",")
+    assert sent == ["0"] * 58 + ["1", "1"]
+    assert depth == [""] * 59 + ["2"]

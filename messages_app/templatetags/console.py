@@ -34,3 +34,17 @@ def limit(attempts: int | None) -> str:
 def seconds(value: float | None) -> str:
     """A setting in seconds: ``10 s``, ``0.5 s``."""
     return "—" if value is None else f"{value:g} s"
+
+
+@register.filter
+def number(value: float | None) -> str:
+    """A measured value, short: ``12``, ``0.25``, ``350``, ``12k``, ``1.5M``."""
+    if value is None:
+        return "—"
+    if abs(value) >= 1_000_000:
+        return f"{value / 1_000_000:.1f}M"
+    if abs(value) >= 10_000:
+        return f"{value / 1000:.0f}k"
+    if abs(value) >= 100 or not isinstance(value, float):
+        return f"{value:.0f}"
+    return f"{value:.3g}"
