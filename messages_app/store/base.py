@@ -301,9 +301,12 @@ class Store:
         }
         # Leased and delayed: the few not deliverable yet (a range of
         # message_visible_idx; on PostgreSQL, which lacks it, a scan of the queue).
+        # Written as their union, alive and visible_at > now: SQLite cannot seek
+        # the index for "leased OR delayed" and read a million entries instead
+        # (1.1 s against 9 ms at a million ready messages).
         later = {
             row["queue_id"]: row
-            for row in messages.filter(states.leased(now) | states.delayed(now))
+            for row in messages.filter(states.ALIVE, visible_at__gt=now)
             .values("queue_id")
             .annotate(
                 leased=Count("id", filter=states.leased(now)),
