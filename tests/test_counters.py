@@ -276,6 +276,27 @@ def test_deleting_a_queue_deletes_its_history(api):
     assert not Message.objects.filter(queue_id="q").exists()
 
 
+def test_counts_survive_a_restart_and_add_up_across_two_server_processes(server_factory):
+    first, second = server_factory.many(2, MQ_WORKERS="1", MQ_COUNTERS_FLUSH="0.2")
+    for server in (first, second):
+        for n in range(3):
+            assert requests.post(server.url + "/message/new", json={"payload": n}).ok
+    delivery = requests.get(second.url + "/message/next").json()
+    requests.post(second.url + f"/message/{delivery['id']}/status/done")
+
+    def stored(name: str) -> int:
+        return sum(CounterBucket.objects.filter(span=counters.EVER).values_list(name, flat=True))
+
+    wait_for(lambda: (stored("sent"), stored("acked")) == (6, 1))
+    first.kill()
+    second.kill()
+    restarted = server_factory(MQ_WORKERS="1")
+
+    stats = requests.get(restarted.url + "/queues/default/stats?window=1h").json()
+    assert sum(b["sent"] for b in stats["buckets"]) == 6
+    assert sum(b["acked"] for b in stats["buckets"]) == 1
+
+
 def wait_for(condition) -> None:
     from tests.conftest import wait_until
 
