@@ -21,11 +21,16 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_safe
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.utils import floatToGoString
 from rest_framework.exceptions import ParseError
 
-from . import charts, domain, runtime, states
+from . import charts, counters, domain, runtime, states
 from .api import inputs
 from .api.auth import bearer_token, is_valid_token
 from .api.errors import error_response
@@ -411,9 +416,50 @@ def queue_action(request, queue: str, action: str):
     return HttpResponseRedirect(page, status=303)
 
 
+# The counters of /metrics: (name without _total, column of counters.COUNTERS, help).
+COUNTER_METRICS = [
+    ("mq_messages_sent", "sent", "Messages sent."),
+    ("mq_messages_delivered", "delivered", "Deliveries (leases handed out)."),
+    ("mq_messages_redelivered", "redelivered", "Deliveries with attempts > 1."),
+    ("mq_messages_acked", "acked", "Messages marked done."),
+    ("mq_messages_given_back", "given_back", "Messages given back (nack)."),
+    ("mq_messages_expired", "expired", "Leases seen run out (by a claim or requeue_expired)."),
+    ("mq_messages_dead", "died", "Messages that became dead."),
+    ("mq_messages_redriven", "redriven", "Dead messages made ready again."),
+    ("mq_messages_purged", "purged", "Messages purged, or deleted with their queue."),
+]
+
+
+def counter_metrics(queues: list[str]):
+    """The stored counters of every server process (this one's pending counts
+    stored first), so every process reports the same totals."""
+    runtime.current().counters.flush()
+    totals = counters.totals(queues)
+    families = [
+        (column, CounterMetricFamily(name, text, labels=["queue"]))
+        for name, column, text in COUNTER_METRICS
+    ]
+    processing = HistogramMetricFamily(
+        "mq_processing_seconds", "Processing time: from delivery to ack.", labels=["queue"]
+    )
+    for queue in queues:
+        row = totals.get(queue, {})
+        for column, family in families:
+            family.add_metric([queue], row.get(column, 0))
+        cumulative, buckets = 0, []
+        for bound, column in zip(
+            [*counters.PROCESSING_BOUNDS, float("inf")], counters.PROCESSING, strict=True
+        ):
+            cumulative += row.get(column, 0)
+            buckets.append((floatToGoString(bound), cumulative))
+        processing.add_metric([queue], buckets, sum_value=row.get("processing_seconds", 0))
+    yield from (family for _, family in families)
+    yield processing
+
+
 class QueueCollector:
-    """Gauges read from the database at scrape time, so every server process
-    reports the same numbers."""
+    """Gauges and counters read from the database at scrape time, so every
+    server process reports the same numbers."""
 
     def collect(self):
         now = timezone.now()
@@ -423,7 +469,8 @@ class QueueCollector:
         oldest = GaugeMetricFamily(
             "mq_oldest_message_age_seconds", "Age of the oldest stored message.", labels=["queue"]
         )
-        for stats in domain.queue_stats(now):
+        queue_stats = domain.queue_stats(now)
+        for stats in queue_stats:
             for state in ("ready", "delayed", "leased", "dead"):
                 messages.add_metric([stats.name, state], getattr(stats, state))
             if stats.oldest_created_at:
@@ -448,6 +495,7 @@ class QueueCollector:
         yield oldest
         yield waiting
         yield wakeups
+        yield from counter_metrics([stats.name for stats in queue_stats])
 
 
 registry = CollectorRegistry(auto_describe=False)

@@ -27,6 +27,7 @@ urlpatterns = [
     path("queues", views.QueueList.as_view()),
     path("queues/<str:queue>", views.QueueDetail.as_view()),
     path("queues/<str:queue>/redrive", views.Redrive.as_view()),
+    path("queues/<str:queue>/stats", views.QueueHistory.as_view()),
     path("queues/<str:queue>/", include(message_routes)),
     path("health", views.Health.as_view()),
     # The OpenAPI schema, and Swagger UI and Redoc over it (served from here, no CDN).

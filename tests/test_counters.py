@@ -3,6 +3,7 @@ per-minute, per-hour and total buckets in the database (messages_app/counters.py
 ``domain.queue_history`` reads them back for the stats API and the charts."""
 
 import io
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -276,6 +277,32 @@ def test_deleting_a_queue_deletes_its_history(api):
     assert not Message.objects.filter(queue_id="q").exists()
 
 
+def test_counts_survive_a_restart_and_add_up_across_two_server_processes(server_factory):
+    first, second = server_factory.many(2, MQ_WORKERS="1", MQ_COUNTERS_FLUSH="0.2")
+    for server in (first, second):
+        for n in range(3):
+            assert requests.post(server.url + "/message/new", json={"payload": n}).ok
+    delivery = requests.get(second.url + "/message/next").json()
+    requests.post(second.url + f"/message/{delivery['id']}/status/done")
+
+    def stored(name: str) -> int:
+        return sum(CounterBucket.objects.filter(span=counters.EVER).values_list(name, flat=True))
+
+    wait_for(lambda: (stored("sent"), stored("acked")) == (6, 1))
+    # Every process reports the stored totals, whichever process counted.
+    for server in (first, second):
+        text = requests.get(server.url + "/metrics").text
+        assert 'mq_messages_sent_total{queue="default"} 6.0' in text
+        assert 'mq_messages_acked_total{queue="default"} 1.0' in text
+    first.kill()
+    second.kill()
+    restarted = server_factory(MQ_WORKERS="1")
+
+    stats = requests.get(restarted.url + "/queues/default/stats?window=1h").json()
+    assert sum(b["sent"] for b in stats["buckets"]) == 6
+    assert sum(b["acked"] for b in stats["buckets"]) == 1
+
+
 def wait_for(condition) -> None:
     from tests.conftest import wait_until
 
@@ -298,3 +325,63 @@ def test_the_lease_token_carries_its_delivery_time(clock):
     assert counters.delivered_at(lease) == timezone.now().timestamp()
     assert counters.delivered_at("L") is None
     assert Message._meta.get_field("lease").max_length == len(counters.after_expiry(lease))
+
+
+def metrics(client) -> dict[str, float]:
+    text = client.get("/metrics").content.decode()
+    return {
+        name: float(value)
+        for name, value in re.findall(
+            r"^(mq_(?:messages_\w+_total|processing_\w+)\S*) (\S+)$", text, re.M
+        )
+    }
+
+
+def test_metrics_has_a_counter_per_queue_for_each_event(api, client, clock):
+    api.send("x", queue="jobs")
+    api.send("y", queue="jobs")
+    delivery = api.next(queue="jobs", timeout=1).json()
+    clock.shift(2)
+    api.next(queue="jobs")
+    api.send("idle", queue="idle")
+
+    found = metrics(client)
+
+    assert {
+        name: found[f'mq_messages_{name}_total{{queue="jobs"}}']
+        for name in ("sent", "delivered", "redelivered", "acked", "given_back", "expired", "dead")
+    } == {
+        "sent": 2,
+        "delivered": 2,
+        "redelivered": 1,
+        "acked": 0,
+        "given_back": 0,
+        "expired": 1,
+        "dead": 0,
+    }
+    assert found['mq_messages_sent_total{queue="idle"}'] == 1
+    assert delivery["attempts"] == 1
+
+
+def test_metrics_has_the_processing_time_histogram(api, client, clock):
+    api.send("x", queue="jobs")
+    delivery = api.next(queue="jobs").json()
+    clock.shift(0.3)
+    api.done(delivery["id"], delivery["lease"], queue="jobs")
+
+    found = metrics(client)
+
+    assert found['mq_processing_seconds_bucket{le="0.25",queue="jobs"}'] == 0
+    assert found['mq_processing_seconds_bucket{le="0.5",queue="jobs"}'] == 1
+    assert found['mq_processing_seconds_bucket{le="+Inf",queue="jobs"}'] == 1
+    assert found['mq_processing_seconds_count{queue="jobs"}'] == 1
+    assert found['mq_processing_seconds_sum{queue="jobs"}'] == pytest.approx(0.3)
+
+
+def test_metrics_adds_what_other_processes_stored(api, client):
+    api.send("x", queue="jobs")
+    other_process = counters.Counters(for_vendor_of_this_database(), lambda now: {})
+    other_process.add("jobs", counters.SENT, 41)
+    other_process.flush()
+
+    assert metrics(client)['mq_messages_sent_total{queue="jobs"}'] == 42
