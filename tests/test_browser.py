@@ -120,6 +120,40 @@ def test_the_overviews_numbers_are_those_of_get_queues(server, page):
     screenshot(page, "overview")
 
 
+def drawn(page, chart: str, series: str) -> list[float | None]:
+    """The values a chart's line is drawn from (its data-values)."""
+    line = page.locator(f'#chart-{chart} polyline[data-series="{series}"]')
+    return [None if v == "" else float(v) for v in line.get_attribute("data-values").split(",")]
+
+
+def test_a_chart_has_the_points_the_stats_api_returns(server_factory, page):
+    # One process: each answer stores its own pending counts first, so the page
+    # and the API read the same buckets.
+    server = server_factory(MQ_WORKERS="1")
+    traffic(server)
+    stats_url = f"{server.url}/queues/jobs/stats?window=1h"
+    for _ in range(3):  # a minute may turn, or the depth be sampled, between reads
+        before = requests.get(stats_url, timeout=5).json()
+        page.goto(f"{server.url}/info/jobs")
+        lines = {
+            (chart, series): drawn(page, chart, series)
+            for chart, names in [
+                ("flow", ("sent", "acked", "expired", "died")),
+                ("depth", ("ready", "leased", "delayed", "dead")),
+                ("processing", ("processing_p50", "processing_p99")),
+            ]
+            for series in names
+        }
+        if requests.get(stats_url, timeout=5).json() == before:
+            break
+    buckets = before["buckets"]
+    assert len(buckets) == 60
+    for (chart, series), values in lines.items():
+        assert values == [pytest.approx(b[series]) for b in buckets], (chart, series)
+    assert sum(b["sent"] for b in buckets) == 13
+    assert sum(b["acked"] for b in buckets) == 4
+
+
 def test_the_overview_updates_a_changed_count_by_itself(server, page):
     traffic(server)
     page.goto(f"{server.url}/info")
