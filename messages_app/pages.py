@@ -134,7 +134,7 @@ def _queue_charts(history, timeout: float) -> list[tuple[str, charts.Chart]]:
                 times,
                 {name: values(name) for name in ("sent", "acked", "expired", "died")},
                 {"acked": "done", "died": "dead"},
-                unit=f"messages per {per}; the legend: the window's totals",
+                unit=f"messages per {per}; totals in the legend",
                 totals=True,
             ),
         ),
