@@ -325,7 +325,8 @@ def redrive_queue(queue: str) -> int:
 def move_dead(queue: str, to: str) -> int:
     """Move the dead messages of ``queue`` to the queue ``to`` (created if new),
     ready there with attempts reset. They keep their ids, so they take their
-    place by id among ``to``'s messages, as a redrive does."""
+    place by id among ``to``'s messages, as a redrive does. Counted as redriven
+    from ``queue``."""
     now = timezone.now()
     with transaction.atomic():
         _ensure_queue(to, now)
@@ -336,6 +337,8 @@ def move_dead(queue: str, to: str) -> int:
         )
         if count:
             _changed_on_commit(to)
+    if count:
+        _count({queue: count}, counters.REDRIVEN)
     return count
 
 

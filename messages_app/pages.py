@@ -157,6 +157,7 @@ def _queue_charts(history, timeout: float) -> list[tuple[str, charts.Chart]]:
 
 
 def _slowest_p99(history) -> float | None:
+    """The largest processing-time p99 of the window's buckets; None if nothing was done."""
     measured = [b.processing_p99 for b in history.buckets if b.processing_p99 is not None]
     return max(measured) if measured else None
 
@@ -299,8 +300,11 @@ def queue_page(request, queue: str):
     ).order_by("-id")[:DEAD_SHOWN]
     window = request.GET.get("window")
     window = window if window in WINDOWS else WINDOWS[0]
-    last_hour = domain.queue_history(queue, "1h", now)
-    history = last_hour if window == "1h" else domain.queue_history(queue, window, now)
+    try:
+        last_hour = domain.queue_history(queue, "1h", now)
+        history = last_hour if window == "1h" else domain.queue_history(queue, window, now)
+    except QueueNotFound:  # deleted since it was counted
+        return _no_queue(queue)
     p99 = _slowest_p99(last_hour)
     return render(
         request,

@@ -490,6 +490,7 @@ def test_move_takes_dead_messages_to_another_queue_ready(api, admin):
     assert [(m.id, m.state(), m.attempts) for m in moved] == [(i, "ready", 0) for i in dead]
     assert list(Message.objects.filter(queue_id="jobs").values_list("id", flat=True)) == [alive]
     assert api.next(queue="parking").json()["id"] == dead[0]
+    assert domain.queue_history("jobs").buckets[-1].redriven == 2
 
 
 @pytest.mark.parametrize("to", ["jobs", "", "not a name"])
