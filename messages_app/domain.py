@@ -1,5 +1,6 @@
 """The queue's operations: send, next, done, give back, extend the lease,
-requeue_expired, redrive, requeue, purge, configure, and the counts.
+requeue_expired, redrive, requeue, purge, configure, delete a queue, the
+counts, and the history of the counters (``counters``).
 
 The API's views, the admin, /info and the management commands all go through
 here. A message's states are the rules of ``states``; the raw statements of

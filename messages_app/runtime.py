@@ -2,7 +2,8 @@
 
 The store for the database the server runs on (chosen once, at the first use
 after start-up), the queues' settings it has read, the queues it knows exist,
-and the requests waiting for messages. ``current()`` is this process's;
+the requests waiting for messages, and the counts not yet flushed
+(``counters``). ``current()`` is this process's;
 ``reset()`` forgets it whole, as a freshly started process would (the tests
 do, between tests whose database was rolled back).
 """
