@@ -1,11 +1,17 @@
 """The operator console: rows are read-only; state changes only through actions
 and the queue form, which call the same domain functions as the API and the
-management commands."""
+management commands. Actions that delete messages ask first, on a page that
+says how many will go. Each queue and message links to its queue's console
+page, /info/<name>."""
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from . import domain, states
 from .models import Message, Queue
@@ -36,8 +42,39 @@ def redrive_messages(modeladmin, request, queryset):
     modeladmin.message_user(request, f"{count} dead message(s) redriven.", messages.SUCCESS)
 
 
+def console_url(queue: str) -> str:
+    """The queue's page of the console (``pages``)."""
+    return f"/info/{queue}"
+
+
+def _confirmation(modeladmin, request, queryset, action: str, question: str, going: int, items):
+    """None once the operator confirmed; until then, the page that asks, saying
+    how many messages will go (the pattern of Django's delete_selected)."""
+    if request.POST.get("post") == "yes":
+        return None
+    opts = modeladmin.model._meta
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": question,
+        "opts": opts,
+        "queryset": queryset,
+        "action": action,
+        "going": going,
+        "items": items,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "changelist_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"),
+    }
+    return TemplateResponse(request, "admin/messages_app/confirm_action.html", context)
+
+
 @admin.action(description="Purge: delete for good")
 def purge_messages(modeladmin, request, queryset):
+    going = queryset.count()
+    question = f"Purge {going} message(s)?"
+    items = [f"{message.queue_id} #{message.id}" for message in queryset[:100]]
+    asking = _confirmation(modeladmin, request, queryset, "purge_messages", question, going, items)
+    if asking:
+        return asking
     count = domain.purge(queryset)
     modeladmin.message_user(request, f"{count} message(s) purged.", messages.SUCCESS)
 
@@ -57,6 +94,7 @@ class MessageAdmin(admin.ModelAdmin):
         "created_at",
         "visible_at",
         "payload_preview",
+        "console",
     )
     list_filter = (StateFilter, "queue")
     search_fields = ("=id", "payload")
@@ -97,6 +135,13 @@ class MessageAdmin(admin.ModelAdmin):
     def payload_preview(self, message):
         return message.payload[:120]
 
+    @admin.display(description="console")
+    def console(self, message):
+        return format_html('<a href="{}">{}</a>', console_url(message.queue_id), message.queue_id)
+
+    def view_on_site(self, message):
+        return console_url(message.queue_id)
+
     def has_add_permission(self, request):
         return False
 
@@ -113,10 +158,42 @@ def redrive_queues(modeladmin, request, queryset):
     modeladmin.message_user(request, f"{count} dead message(s) redriven.", messages.SUCCESS)
 
 
+def _messages_of(queryset) -> tuple[int, list[str]]:
+    """How many messages the queues of ``queryset`` hold, and a line per queue."""
+    names = [queue.name for queue in queryset]
+    per_queue = dict(
+        Message.objects.filter(queue_id__in=names)
+        .order_by()
+        .values("queue_id")
+        .annotate(n=Count("*"))
+        .values_list("queue_id", "n")
+    )
+    return sum(per_queue.values()), [f"{n}: {per_queue.get(n, 0)} message(s)" for n in names]
+
+
 @admin.action(description="Purge all their messages")
 def purge_queues(modeladmin, request, queryset):
+    going, items = _messages_of(queryset)
+    question = f"Purge every message of {len(items)} queue(s)?"
+    asking = _confirmation(modeladmin, request, queryset, "purge_queues", question, going, items)
+    if asking:
+        return asking
     count = sum(domain.purge_queue(queue.name) for queue in queryset)
     modeladmin.message_user(request, f"{count} message(s) purged.", messages.SUCCESS)
+
+
+@admin.action(description="Delete, with all their messages")
+def delete_queues(modeladmin, request, queryset):
+    going, items = _messages_of(queryset)
+    question = f"Delete {len(items)} queue(s), their settings, history and messages?"
+    asking = _confirmation(modeladmin, request, queryset, "delete_queues", question, going, items)
+    if asking:
+        return asking
+    names = [queue.name for queue in queryset]
+    count = sum(domain.delete_queue(name) for name in names)
+    modeladmin.message_user(
+        request, f"{len(names)} queue(s) deleted with {count} message(s).", messages.SUCCESS
+    )
 
 
 def _count_in_state(state: str, now):
@@ -150,11 +227,12 @@ class QueueAdmin(admin.ModelAdmin):
         "effective_timeout",
         "effective_max_attempts",
         "created_at",
+        "console",
     )
     search_fields = ("name",)
     fields = ("name", "timeout", "max_attempts", "created_at")
     readonly_fields = ("created_at",)
-    actions = [redrive_queues, purge_queues]
+    actions = [redrive_queues, purge_queues, delete_queues]
 
     def get_queryset(self, request):
         now = timezone.now()
@@ -170,8 +248,16 @@ class QueueAdmin(admin.ModelAdmin):
         domain.configure(obj.name, timeout=obj.timeout, max_attempts=obj.max_attempts)
 
     def has_delete_permission(self, request, obj=None):
-        # Deleting a queue would delete its messages past the domain.
+        # Django's delete would delete the messages past the domain: the
+        # action delete_queues goes through it.
         return False
+
+    @admin.display(description="console")
+    def console(self, queue):
+        return format_html('<a href="{}">console</a>', console_url(queue.name))
+
+    def view_on_site(self, queue):
+        return console_url(queue.name)
 
     @admin.display(description="lease timeout (s)")
     def effective_timeout(self, queue):

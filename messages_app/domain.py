@@ -1,5 +1,6 @@
 """The queue's operations: send, next, done, give back, extend the lease,
-requeue_expired, redrive, requeue, purge, configure, and the counts.
+requeue_expired, redrive, requeue, purge, configure, delete a queue, the
+counts, and the history of the counters (``counters``).
 
 The API's views, the admin, /info and the management commands all go through
 here. A message's states are the rules of ``states``; the raw statements of
@@ -7,18 +8,18 @@ the hot path are the store's (``store``), and what a process keeps in memory
 is its ``runtime``.
 """
 
-import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Count
 from django.utils import timezone
 
-from . import runtime, states
-from .errors import LeaseConflict, MessageNotFound, QueueError
-from .models import IdempotencyKey, Message, Queue
+from . import counters, runtime, states
+from .errors import LeaseConflict, MessageNotFound, QueueError, QueueNotFound
+from .models import CounterBucket, IdempotencyKey, Message, Queue
 from .runtime import QueueSettings
 
 MAX_DELAY_SECONDS = 7 * 24 * 60 * 60
@@ -45,9 +46,12 @@ def configure(queue: str, **changes) -> QueueSettings:
     with transaction.atomic():
         _ensure_queue(queue, now)
         # Deaths the old limit decided stay decided: store them before it changes.
-        Message.objects.filter(queue_id=queue).spent(now).update(lease=None, dead=True)
+        spent = Message.objects.filter(queue_id=queue).spent(now)
+        died = _per_queue(spent)
+        spent.update(lease=None, dead=True)
         if changes:
             Queue.objects.filter(name=queue).update(**changes)
+    _count(died, counters.DIED)
     runtime.current().forget_settings(queue)
     return queue_settings(queue)
 
@@ -72,6 +76,20 @@ def _insert(queue: str, payloads: list[str], now: datetime, visible_at: datetime
         process.known_queues.discard(queue)
         _ensure_queue(queue, now)
         return process.store.insert(queue, payloads, now, visible_at)
+
+
+def _per_queue(messages) -> dict[str, int]:
+    """How many of ``messages`` each queue has."""
+    rows = messages.order_by().values("queue_id").annotate(n=Count("*"))
+    return {row["queue_id"]: row["n"] for row in rows}
+
+
+def _count(per_queue: dict[str, int], *names: int) -> None:
+    """Add to this process's counters (after the change is committed)."""
+    process_counters = runtime.current().counters
+    for queue, n in per_queue.items():
+        for name in names:
+            process_counters.add(queue, name, n)
 
 
 def _changed_on_commit(queue: str) -> None:
@@ -107,6 +125,7 @@ def send(queue: str, payload: str, delay: float = 0, key: str | None = None) -> 
                 "message_id", flat=True
             )
             return first.get(), False
+    runtime.current().counters.add(queue, counters.SENT)
     if not delay:
         _changed_on_commit(queue)
     return message_id, True
@@ -116,6 +135,7 @@ def send_many(queue: str, payloads: list[str], delay: float = 0) -> list[int]:
     """Store several messages in one statement, in order; return their ids."""
     now = timezone.now()
     ids = _insert(queue, payloads, now, now + timedelta(seconds=delay))
+    runtime.current().counters.add(queue, counters.SENT, len(ids))
     if not delay:
         _changed_on_commit(queue)
     return ids
@@ -128,9 +148,11 @@ def _claim(queue: str, count: int, timeout: float | None) -> list[Delivery]:
     config = process.queue_settings(queue)
     now = timezone.now()
     lease_end = now + timedelta(seconds=timeout if timeout is not None else config.lease_seconds)
-    lease = secrets.token_hex(16)
+    lease = counters.new_lease(now)
     rows = process.store.claim(queue, count, lease, now, lease_end, config.attempts_limit)
-    return [Delivery(row.id, row.payload, lease, lease_end, row.attempts) for row in rows]
+    if rows:
+        process.counters.delivered(queue, rows)
+    return [Delivery(row.id, row.payload, row.lease, lease_end, row.attempts) for row in rows]
 
 
 def next_messages(
@@ -170,10 +192,12 @@ def _held(queue: str, message_id: int, lease: str | None, now: datetime):
 def done(queue: str, message_id: int, lease: str | None = None) -> None:
     """Mark a delivered message done: it is deleted if the caller holds it
     (compare-and-set, one statement)."""
-    store = runtime.current().store
-    if not store.delete_held(queue, [(message_id, lease)], timezone.now()):
+    process = runtime.current()
+    deleted = process.store.delete_held(queue, [(message_id, lease)], timezone.now())
+    if not deleted:
         raise _why_not_held(queue, message_id, lease)
-    store.deleted(1)
+    process.counters.acked(queue, deleted.values())
+    process.store.deleted(1)
 
 
 @dataclass(frozen=True)
@@ -186,9 +210,11 @@ def done_many(queue: str, entries: list[tuple[int, str | None]]) -> DoneResult:
     """Mark several deliveries done in one statement (a few hundred distinct
     leases per statement, in one transaction); each one that cannot be done
     fails alone, with the reason a single done would give."""
-    store = runtime.current().store
-    ids = store.delete_held(queue, entries, timezone.now())
-    store.deleted(len(ids))
+    process = runtime.current()
+    ids = process.store.delete_held(queue, entries, timezone.now())
+    if ids:
+        process.counters.acked(queue, ids.values())
+    process.store.deleted(len(ids))
     failed = [
         (message_id, _why_not_held(queue, message_id, lease))
         for message_id, lease in entries
@@ -206,12 +232,15 @@ def give_back(queue: str, message_id: int, lease: str | None, delay: float = 0) 
     visible_at = now + timedelta(seconds=delay)
     with transaction.atomic():
         if held.filter(attempts__lt=limit).update(lease=None, visible_at=visible_at):
+            state = "ready" if not delay else "delayed"
             if not delay:
                 _changed_on_commit(queue)
-            return "ready" if not delay else "delayed"
-        if held.update(lease=None, dead=True):
-            return "dead"
-    raise _why_not_held(queue, message_id, lease)
+        elif held.update(lease=None, dead=True):
+            state = "dead"
+        else:
+            raise _why_not_held(queue, message_id, lease)
+    _count({queue: 1}, counters.GIVEN_BACK, *([counters.DIED] if state == "dead" else []))
+    return state
 
 
 def extend_lease(queue: str, message_id: int, lease: str | None, timeout: float) -> datetime:
@@ -258,10 +287,18 @@ def requeue_expired(now: datetime | None = None) -> Housekeeping:
     """
     now = now or timezone.now()
     with transaction.atomic():
-        dead = Message.objects.spent(now).update(lease=None, dead=True)
+        spent = Message.objects.spent(now)
+        died = _per_queue(spent)
+        # A spent message whose lease is still set: its last lease ran out.
+        spent_expired = _per_queue(spent.filter(lease__isnull=False))
+        dead = spent.update(lease=None, dead=True)
+        expired = _per_queue(Message.objects.expired(now))
         requeued = Message.objects.expired(now).update(lease=None)
         window_start = now - timedelta(seconds=settings.MQ_DEDUP_WINDOW)
         keys_dropped, _ = IdempotencyKey.objects.filter(created_at__lt=window_start).delete()
+    _count(died, counters.DIED)
+    _count(spent_expired, counters.EXPIRED)
+    _count(expired, counters.EXPIRED)
     return Housekeeping(requeued, dead, keys_dropped)
 
 
@@ -274,14 +311,36 @@ def redrive(messages) -> int:
     """Make the dead ones of ``messages`` ready again, attempts reset, at their place by id."""
     now = timezone.now()
     with transaction.atomic():
+        redriven = _per_queue(messages.dead(now))
         count = messages.dead(now).update(dead=False, lease=None, attempts=0, visible_at=now)
         _messages_changed_on_commit(messages)
+    _count(redriven, counters.REDRIVEN)
     return count
 
 
 def redrive_queue(queue: str) -> int:
     """Make every dead message of ``queue`` ready again."""
     return redrive(Message.objects.filter(queue_id=queue))
+
+
+def move_dead(queue: str, to: str) -> int:
+    """Move the dead messages of ``queue`` to the queue ``to`` (created if new),
+    ready there with attempts reset. They keep their ids, so they take their
+    place by id among ``to``'s messages, as a redrive does. Counted as redriven
+    from ``queue``."""
+    now = timezone.now()
+    with transaction.atomic():
+        _ensure_queue(to, now)
+        count = (
+            Message.objects.filter(queue_id=queue)
+            .dead(now)
+            .update(queue_id=to, dead=False, lease=None, attempts=0, visible_at=now)
+        )
+        if count:
+            _changed_on_commit(to)
+    if count:
+        _count({queue: count}, counters.REDRIVEN)
+    return count
 
 
 def requeue(messages) -> int:
@@ -294,7 +353,10 @@ def requeue(messages) -> int:
 
 def purge(messages) -> int:
     """Delete ``messages`` for good; how many were deleted."""
-    deleted = messages.delete()[1].get(Message._meta.label, 0)
+    with transaction.atomic():
+        purged = _per_queue(messages)
+        deleted = messages.delete()[1].get(Message._meta.label, 0)
+    _count(purged, counters.PURGED)
     runtime.current().store.deleted(deleted)
     return deleted
 
@@ -350,3 +412,34 @@ def queue_stats(now: datetime | None = None, queues: list[str] | None = None) ->
         )
         for q in rows
     ]
+
+
+def delete_queue(queue: str) -> int:
+    """Delete ``queue``: its messages, its settings and its history; how many
+    messages went. A queue never used raises QueueNotFound."""
+    with transaction.atomic():
+        if not Queue.objects.filter(name=queue).exists():
+            raise QueueNotFound(f"no queue {queue!r}")
+        deleted = purge_queue(queue)
+        Queue.objects.filter(name=queue).delete()
+        CounterBucket.objects.filter(queue=queue).delete()
+    process = runtime.current()
+    process.known_queues.discard(queue)
+    process.forget_settings(queue)
+    process.counters.forget(queue)
+    return deleted
+
+
+def queue_history(queue: str, window: str = "1h", now: datetime | None = None) -> counters.History:
+    """``queue``'s counters and depth over ``window`` (a key of ``counters.WINDOWS``:
+    "1h" and "24h" in minutes, "30d" in hours), every bucket of the window,
+    oldest first, those with nothing stored as zeros. This process's pending
+    counts are stored first."""
+    if window not in counters.WINDOWS:
+        raise QueueError(
+            f"window is one of {', '.join(counters.WINDOWS)}, not {window!r}", "invalid_window"
+        )
+    if not Queue.objects.filter(name=queue).exists():
+        raise QueueNotFound(f"no queue {queue!r}")
+    runtime.current().counters.flush()
+    return counters.history(queue, window, now or timezone.now())

@@ -25,6 +25,7 @@ STATUS = {
     "invalid_key": 400,
     "invalid_max_attempts": 400,
     "invalid_messages": 400,
+    "invalid_window": 400,
     "unauthorized": 401,
     "forbidden": 403,
     "csrf_failed": 403,
@@ -63,6 +64,10 @@ class QueueError(Exception):
 
 
 class MessageNotFound(QueueError):
+    code = "not_found"
+
+
+class QueueNotFound(QueueError):
     code = "not_found"
 
 

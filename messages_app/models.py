@@ -142,3 +142,62 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue_id}:{self.key}"
+
+
+class CounterBucket(models.Model):
+    """What happened to a queue's messages in one minute (``span`` 60), one hour
+    (3600), or ever (0, ``start`` at the epoch: the totals of /metrics).
+
+    Server processes count in memory and add their counts here every few
+    seconds (``counters``), so the numbers survive restarts and add up across
+    processes. The depth columns are a sample of the queue's counts taken
+    during the bucket (null: none taken).
+    """
+
+    queue = models.CharField(max_length=80)
+    span = models.PositiveIntegerField()
+    start = models.DateTimeField()
+    sent = models.BigIntegerField(default=0)
+    delivered = models.BigIntegerField(default=0)
+    redelivered = models.BigIntegerField(default=0)
+    acked = models.BigIntegerField(default=0)
+    given_back = models.BigIntegerField(default=0)
+    expired = models.BigIntegerField(default=0)
+    died = models.BigIntegerField(default=0)
+    redriven = models.BigIntegerField(default=0)
+    purged = models.BigIntegerField(default=0)
+    # Processing time (delivery to ack): a histogram, one column per bucket of
+    # counters.PROCESSING_BOUNDS (seconds, upper bounds) and one above them all.
+    processing_0 = models.BigIntegerField(default=0)
+    processing_1 = models.BigIntegerField(default=0)
+    processing_2 = models.BigIntegerField(default=0)
+    processing_3 = models.BigIntegerField(default=0)
+    processing_4 = models.BigIntegerField(default=0)
+    processing_5 = models.BigIntegerField(default=0)
+    processing_6 = models.BigIntegerField(default=0)
+    processing_7 = models.BigIntegerField(default=0)
+    processing_8 = models.BigIntegerField(default=0)
+    processing_9 = models.BigIntegerField(default=0)
+    processing_10 = models.BigIntegerField(default=0)
+    processing_11 = models.BigIntegerField(default=0)
+    processing_12 = models.BigIntegerField(default=0)
+    processing_13 = models.BigIntegerField(default=0)
+    processing_14 = models.BigIntegerField(default=0)
+    processing_seconds = models.FloatField(default=0)
+    ready = models.BigIntegerField(null=True)
+    leased = models.BigIntegerField(null=True)
+    delayed = models.BigIntegerField(null=True)
+    dead = models.BigIntegerField(null=True)
+
+    class Meta:
+        constraints = [
+            # The key the flusher's upsert adds to.
+            models.UniqueConstraint(fields=["queue", "span", "start"], name="counter_bucket_key"),
+        ]
+        indexes = [
+            # Pruning: the buckets of one span older than its history.
+            models.Index(fields=["span", "start"], name="counter_bucket_age_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue}@{self.start:%Y-%m-%d %H:%M}/{self.span}s"

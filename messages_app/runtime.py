@@ -2,7 +2,8 @@
 
 The store for the database the server runs on (chosen once, at the first use
 after start-up), the queues' settings it has read, the queues it knows exist,
-and the requests waiting for messages. ``current()`` is this process's;
+the requests waiting for messages, and the counts not yet flushed
+(``counters``). ``current()`` is this process's;
 ``reset()`` forgets it whole, as a freshly started process would (the tests
 do, between tests whose database was rolled back).
 """
@@ -15,6 +16,7 @@ from datetime import datetime
 from django.db import connection
 
 from . import states, store
+from .counters import Counters
 from .models import Queue
 from .waiting import Waiters
 
@@ -45,10 +47,16 @@ class Runtime:
         self.known_queues: set[str] = set()
         self._settings: dict[str, tuple[float, QueueSettings]] = {}
         self._settings_lock = threading.Lock()
+        self.counters = Counters(store, self.depth)
 
     def close(self) -> None:
+        self.counters.close()
         self.waiters.close()
         self.store.close()
+
+    def depth(self, now: datetime) -> dict:
+        """Every queue's counts by state (what the counters sample once a minute)."""
+        return self.store.counts(list(Queue.objects.all()), now)
 
     def queue_settings(self, queue: str) -> QueueSettings:
         with self._settings_lock:

@@ -222,6 +222,9 @@ MQ_MAX_PAYLOAD_BYTES = env.int("MQ_MAX_PAYLOAD_BYTES", default=262144)
 MQ_API_TOKENS = env.list("MQ_API_TOKENS", default=[])
 MQ_DEDUP_WINDOW = env.int("MQ_DEDUP_WINDOW", default=300)  # seconds an idempotency key is kept
 MQ_VACUUM_EVERY = env.int("MQ_VACUUM_EVERY", default=1000)  # PostgreSQL: deletes between vacuums
+# Seconds between two flushes of a process's counters to the database (messages_app/counters.py);
+# 0: no background flush (the tests flush by hand).
+MQ_COUNTERS_FLUSH = env.float("MQ_COUNTERS_FLUSH", default=2.0)
 # A whole request body (a batch of messages): larger ones get a 413 before they are read.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int(
     "MQ_MAX_REQUEST_BYTES", default=max(4 * 1024 * 1024, 2 * MQ_MAX_PAYLOAD_BYTES + 65536)

@@ -27,6 +27,7 @@ urlpatterns = [
     path("queues", views.QueueList.as_view()),
     path("queues/<str:queue>", views.QueueDetail.as_view()),
     path("queues/<str:queue>/redrive", views.Redrive.as_view()),
+    path("queues/<str:queue>/stats", views.QueueHistory.as_view()),
     path("queues/<str:queue>/", include(message_routes)),
     path("health", views.Health.as_view()),
     # The OpenAPI schema, and Swagger UI and Redoc over it (served from here, no CDN).
@@ -35,6 +36,8 @@ urlpatterns = [
     path("api/docs/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("metrics", pages.metrics),
     path("info", pages.info, name="info"),
+    path("info/<str:queue>", pages.queue_page, name="queue-page"),
+    path("info/<str:queue>/<str:action>", pages.queue_action, name="queue-action"),
     path("admin/", admin.site.urls),
 ]
 

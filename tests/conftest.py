@@ -242,6 +242,14 @@ def fresh_process_state():
     runtime.reset()
 
 
+@pytest.fixture(autouse=True)
+def counters_flushed_by_hand(settings):
+    """No background flush of the counters in the test process (it would write
+    beside the test's transaction): tests call ``counters.flush()`` themselves.
+    Server processes started by the tests flush as in production."""
+    settings.MQ_COUNTERS_FLUSH = 0
+
+
 @pytest.fixture
 def clock(time_machine):
     """Time stands still (at a whole second, so stored times compare exactly) until

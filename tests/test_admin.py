@@ -33,10 +33,14 @@ def listed_ids(response) -> list[int]:
     return sorted(message.id for message in response.context["cl"].result_list)
 
 
-def act(admin, url: str, action: str, ids):
-    return admin.post(
-        url, {"action": action, "_selected_action": [str(i) for i in ids]}, follow=True
-    )
+def act(admin, url: str, action: str, ids, **confirmed):
+    form = {"action": action, "_selected_action": [str(i) for i in ids], **confirmed}
+    return admin.post(url, form, follow=True)
+
+
+def confirmed(admin, url: str, action: str, ids):
+    """An action that asks first: asked, then confirmed as its page's form does."""
+    return act(admin, url, action, ids, post="yes")
 
 
 def test_the_admin_needs_a_logged_in_staff_user(client):
@@ -196,7 +200,7 @@ def test_requeue_of_a_message_with_no_attempts_left_keeps_it_dead(admin, api, cl
 def test_purge_deletes_the_selected_messages_for_good(admin, one_of_each_state):
     purged = [one_of_each_state["ready"], one_of_each_state["dead"]]
 
-    response = act(admin, MESSAGES, "purge_messages", purged)
+    response = confirmed(admin, MESSAGES, "purge_messages", purged)
 
     assert "2 message(s) purged." in response.content.decode()
     assert sorted(Message.objects.values_list("id", flat=True)) == sorted(
@@ -278,7 +282,7 @@ def test_purging_a_queue_deletes_its_messages_only(admin, api):
     api.send("x", queue="jobs")
     keep = api.send("y", queue="emails")
 
-    response = act(admin, QUEUES, "purge_queues", ["jobs"])
+    response = confirmed(admin, QUEUES, "purge_queues", ["jobs"])
 
     assert "1 message(s) purged." in response.content.decode()
     assert list(Message.objects.values_list("id", flat=True)) == [keep]
@@ -329,8 +333,67 @@ def test_an_operator_logs_in_through_a_real_server(server_factory, django_user_m
     )
     assert logged_in.status_code == 200
     assert logged_in.url == server.url + "/info"
-    assert "message-queue: info" in logged_in.text
+    assert "message-queue: overview" in logged_in.text
     assert "Site administration" in session.get(server.url + "/admin/").text
     sent = session.post(server.url + "/message/new", json={"payload": 1})
     assert sent.status_code == 201
     assert "Set-Cookie" not in sent.headers
+
+
+def going(response) -> str:
+    """What the confirmation page says will go."""
+    assert response.status_code == 200
+    return re.search(r'<p class="going"><strong>([^<]*)</strong>', response.content.decode())[1]
+
+
+def test_purging_messages_asks_first_saying_how_many_will_go(admin, one_of_each_state, stored):
+    before = stored()
+
+    response = act(admin, MESSAGES, "purge_messages", one_of_each_state.values())
+
+    assert going(response) == "4 messages will be deleted for good."
+    assert 'name="post" value="yes"' in response.content.decode()
+    assert stored() == before
+
+
+def test_purging_a_queue_asks_first_saying_how_many_will_go(admin, one_of_each_state, stored):
+    before = stored()
+
+    response = act(admin, QUEUES, "purge_queues", ["jobs"])
+
+    assert going(response) == "4 messages will be deleted for good."
+    assert "<li>jobs: 4 message(s)</li>" in response.content.decode()
+    assert stored() == before
+
+
+def test_deleting_a_queue_with_messages_asks_first_then_deletes_it_through_the_domain(
+    admin, api, stored
+):
+    for n in range(3):
+        api.send(n, queue="jobs")
+    keep = api.send("y", queue="emails")
+    before = stored()
+
+    asked = act(admin, QUEUES, "delete_queues", ["jobs"])
+    assert going(asked) == "3 messages will be deleted for good."
+    assert stored() == before
+
+    response = confirmed(admin, QUEUES, "delete_queues", ["jobs"])
+
+    assert "1 queue(s) deleted with 3 message(s)." in response.content.decode()
+    assert list(Queue.objects.values_list("name", flat=True)) == ["emails"]
+    assert list(Message.objects.values_list("id", flat=True)) == [keep]
+
+
+def test_queues_and_messages_link_to_their_console_page(admin, api):
+    message_id = api.send("x", queue="jobs")
+
+    queues = admin.get(QUEUES).content.decode()
+    messages = admin.get(MESSAGES).content.decode()
+    queue_page = admin.get(f"{QUEUES}jobs/change/").content.decode()
+    message_page = admin.get(f"{MESSAGES}{message_id}/change/").content.decode()
+
+    assert '<a href="/info/jobs">console</a>' in queues
+    assert '<a href="/info/jobs">jobs</a>' in messages
+    for page in (queue_page, message_page):
+        assert re.search(r'<a href="/info/jobs" class="viewsitelink">', page), page

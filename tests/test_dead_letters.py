@@ -113,15 +113,17 @@ def test_a_dead_message_is_counted_in_the_queue_list(api, clock):
     assert jobs["ready"] == 0
 
 
-def test_a_dead_message_is_counted_and_listed_in_info(api, clock):
+def test_a_dead_message_is_counted_in_info_and_listed_on_its_queues_page(api, clock):
     message_id = make_dead(api, clock)
 
-    response = api.get("/info")
+    overview = api.get("/info")
+    page = api.get("/info/jobs")
 
-    [jobs] = [q for q in response.context["queues"] if q.name == "jobs"]
+    [jobs] = [row.stats for row in overview.context["rows"] if row.stats.name == "jobs"]
     assert jobs.dead == 1
-    assert [(m.id, state) for m, state in response.context["rows"]] == [(message_id, "dead")]
-    assert b'class="dead">dead<' in response.content
+    assert [m.id for m in page.context["dead_letters"]] == [message_id]
+    assert [(m.id, m.state) for m in page.context["browse"]] == [(message_id, "dead")]
+    assert b'class="dead">dead<' in page.content
 
 
 def test_a_dead_message_is_listed_under_the_admins_dead_filter(api, clock, admin_client):

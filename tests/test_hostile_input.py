@@ -90,13 +90,13 @@ def test_a_count_of_5000_digits_is_400(api, stored):
     assert stored() == before
 
 
-def test_info_after_5000_digits_is_past_every_message(api):
+def test_a_queue_pages_after_of_5000_digits_is_past_every_message(api):
     api.send("a")
 
-    response = api.get("/info", data={"after": HUGE_INTEGER})
+    response = api.get("/info/default", data={"after": HUGE_INTEGER})
 
     assert response.status_code == 200
-    assert response.context["rows"] == []
+    assert response.context["browse"] == []
 
 
 # Integers too large for a float as seconds

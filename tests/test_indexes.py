@@ -48,7 +48,7 @@ def explain(sql: str, params: list) -> list[tuple]:
 def check_sqlite() -> None:
     # The statement run names its index (INDEXED BY): without statistics SQLite
     # would pick message_visible_idx and sort.
-    params = ["lease", timezone.now(), *pick_params()]
+    params = ["lease", "other", timezone.now(), *pick_params()]
     plan = " | ".join(row[-1] for row in explain(runtime.current().store.claim_statement, params))
     assert "USING INDEX message_claim_idx (queue_id=? AND dead=?)" in plan, plan
     assert "TEMP B-TREE" not in plan, plan  # no sort: the index is in id order
@@ -56,7 +56,7 @@ def check_sqlite() -> None:
 
 def check_postgresql() -> None:
     store = runtime.current().store
-    statement = [store.claim_statement, [*pick_params(), "lease", timezone.now()]]
+    statement = [store.claim_statement, [*pick_params(), "lease", "other", timezone.now()]]
     for sql, params in [(store.pick_statement, pick_params()), statement]:
         plan = "\n".join(row[0] for row in explain(sql, params))
         assert "Index Scan using message_claim_idx" in plan, plan

@@ -1,12 +1,15 @@
-"""GET /info: the operators' HTML page, with counts per queue and state and an
-escaped list of messages, 50 a page by keyset, in a fixed number of queries."""
+"""GET /info: the console's overview, a row per queue (counts by state, the
+oldest message's age, the effective settings) and a totals row, in a fixed
+number of queries however many messages are stored."""
 
+import re
 from datetime import timedelta
 from html.parser import HTMLParser
 
 import pytest
 from django.utils import timezone
 
+from messages_app import runtime
 from messages_app.models import Message, Queue
 
 pytestmark = pytest.mark.django_db
@@ -66,24 +69,20 @@ def page(api, url: str = "/info") -> Page:
     return Page(response.content.decode())
 
 
-def headed(parsed: Page) -> tuple[list[dict], list[dict]]:
-    """The queues table and the messages table (empty when the page has none)."""
-    queues = [t for t in parsed.tables if t and "queue" in t[0] and "ready" in t[0]]
-    messages = [t for t in parsed.tables if t and "payload" in t[0]]
-    return (queues[0] if queues else []), (messages[0] if messages else [])
+def overview(api, url: str = "/info") -> tuple[dict[str, dict], dict]:
+    """The overview's rows by queue name, and its totals row."""
+    tables = [t for t in page(api, url).tables if t and "ready" in t[0]]
+    rows = {row["queue"]: row for row in tables[0]} if tables else {}
+    return rows, rows.pop("total", {})
 
 
 def store(count: int, queue: str = "default") -> list[int]:
-    """``count`` ready messages, stored directly: the page's paging, not sending, is tested."""
+    """``count`` ready messages, stored directly (quicker than sending them)."""
     Queue.objects.get_or_create(name=queue)
     Message.objects.bulk_create(
         Message(queue_id=queue, payload=f'"message {n}"') for n in range(count)
     )
     return list(Message.objects.filter(queue_id=queue).values_list("id", flat=True))
-
-
-def shown_ids(parsed: Page) -> list[int]:
-    return [int(row["id"]) for row in headed(parsed)[1]]
 
 
 def test_info_is_an_html_page(api):
@@ -95,10 +94,7 @@ def test_info_is_an_html_page(api):
 
 
 def test_info_with_nothing_stored_says_so(api):
-    html = page(api).html
-
-    assert "No queues yet" in html
-    assert "No messages" in html
+    assert "No queues yet" in page(api).html
 
 
 def test_info_counts_each_queue_by_state(api, clock):
@@ -108,140 +104,112 @@ def test_info_counts_each_queue_by_state(api, clock):
     Message.objects.filter(id=ids[2]).update(visible_at=timezone.now() + timedelta(hours=1))
     api.send("x")
 
-    queues, _ = headed(page(api))
+    rows, _ = overview(api)
 
-    counts = {
-        row["queue"]: (row["ready"], row["leased"], row["delayed"], row["dead"]) for row in queues
-    }
+    counts = {name: (r["ready"], r["leased"], r["delayed"], r["dead"]) for name, r in rows.items()}
     assert counts == {"default": ("1", "0", "0", "0"), "jobs": ("1", "1", "1", "1")}
 
 
-def test_info_shows_the_age_of_each_queues_oldest_message(api, clock):
-    api.send("old")
-    clock.shift(timedelta(minutes=5))
-
-    queues, _ = headed(page(api))
-
-    assert queues[0]["oldest message"] == "5\xa0minutes old"
-
-
-def test_info_lists_messages_with_their_queue_state_attempts_and_payload(api, clock):
-    leased = api.send({"n": 1}, queue="jobs")
+def test_the_totals_row_adds_up_every_queue(api, clock):
+    for n in range(3):
+        api.send(n, queue="jobs")
     api.next(queue="jobs")
-    ready = api.send("hello")
+    api.send("x")
+    store(2, "emails")
 
-    _, messages = headed(page(api))
+    _, totals = overview(api)
 
-    assert [(r["id"], r["queue"], r["state"], r["attempts"], r["payload"]) for r in messages] == [
-        (str(leased), "jobs", "leased", "1", '{"n":1}'),
-        (str(ready), "default", "ready", "0", '"hello"'),
-    ]
-
-
-def test_payloads_are_html_escaped(api):
-    api.send("<script>alert(1)</script>")
-
-    response = api.get("/info")
-
-    assert b"<script>alert(1)</script>" not in response.content
-    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in response.content
+    assert (totals["ready"], totals["leased"], totals["delayed"], totals["dead"]) == (
+        "5",
+        "1",
+        "0",
+        "0",
+    )
 
 
-def test_queue_names_in_links_are_url_encoded(api):
+@pytest.mark.parametrize(
+    "seconds, shown",
+    [(4.3, "4.3 s"), (42, "42 s"), (300, "5 min"), (90, "1 min 30 s"), (7380, "2 h 3 min")],
+)
+def test_info_shows_the_oldest_messages_age_precisely(api, clock, seconds, shown):
+    api.send("old", queue="jobs")
+    clock.shift(timedelta(seconds=seconds))
+    api.send("new", queue="jobs")
+
+    rows, totals = overview(api)
+
+    assert rows["jobs"]["oldest message"] == shown
+    assert totals["oldest message"] == shown
+
+
+def test_the_totals_row_shows_the_oldest_message_of_all_queues(api, clock):
+    api.send("old", queue="a")
+    clock.shift(timedelta(minutes=3))
+    api.send("new", queue="b")
+
+    rows, totals = overview(api)
+
+    assert (rows["a"]["oldest message"], rows["b"]["oldest message"]) == ("3 min", "0.0 s")
+    assert totals["oldest message"] == "3 min"
+
+
+def test_an_empty_queue_has_no_oldest_message(api):
+    message_id = api.send("x")
+    api.done(message_id, api.next().json()["lease"])
+
+    rows, _ = overview(api)
+
+    assert rows["default"]["oldest message"] == "—"
+
+
+def test_info_shows_each_queues_effective_lease_timeout_and_max_attempts(api, settings):
+    settings.PENDING_TIMEOUT = 10000
+    settings.MQ_MAX_ATTEMPTS = None
+    api.send("x")
+    api.client.put(
+        "/queues/jobs",
+        '{"timeout": 2.5, "max_attempts": 3}',
+        content_type="application/json",
+    )
+
+    rows, _ = overview(api)
+
+    assert (rows["default"]["lease timeout"], rows["default"]["max attempts"]) == (
+        "10 s",
+        "unlimited",
+    )
+    assert (rows["jobs"]["lease timeout"], rows["jobs"]["max attempts"]) == ("2.5 s", "3")
+
+
+def test_each_queue_links_to_its_page(api):
     api.send("x", queue="a.b-c_d")
 
-    assert page(api).links["a.b-c_d"] == "?queue=a.b-c_d"
+    assert page(api).links["a.b-c_d"] == "/info/a.b-c_d"
 
 
-def test_a_long_payload_is_shown_truncated(api):
-    api.send("x" * 1000)
+def test_the_old_queue_filter_leads_to_the_queues_page(api):
+    response = api.get("/info?queue=jobs")
 
-    _, messages = headed(page(api))
-
-    assert len(messages[0]["payload"]) <= 200
-
-
-def test_info_shows_50_messages_a_page_with_a_next_page_link(api):
-    ids = store(120)
-
-    first = page(api)
-
-    assert shown_ids(first) == ids[:50]
-    assert first.links["next page"] == f"?after={ids[49]}"
+    assert response.status_code == 302
+    assert response["Location"] == "/info/jobs"
 
 
-def test_the_next_page_link_leads_to_the_following_50(api):
-    ids = store(120)
+@pytest.mark.parametrize("queue", ["not a name", "%00", "%3Cscript%3E"])
+def test_a_queue_filter_no_queue_can_have_shows_the_overview(api, queue):
+    api.send("x", queue="jobs")
 
-    second = page(api, "/info" + page(api).links["next page"])
+    rows, _ = overview(api, f"/info?queue={queue}")
 
-    assert shown_ids(second) == ids[50:100]
-    assert "first page" in second.links
-
-
-def test_the_last_page_has_no_next_page_link(api):
-    ids = store(120)
-
-    last = page(api, f"/info?after={ids[99]}")
-
-    assert shown_ids(last) == ids[100:]
-    assert "next page" not in last.links
+    assert list(rows) == ["jobs"]
 
 
-def test_exactly_50_messages_fit_on_one_page(api):
-    store(50)
+def test_the_overview_marks_its_table_for_the_live_refresh(api):
+    api.send("x")
 
-    assert "next page" not in page(api).links
+    html = page(api).html
 
-
-def test_info_filters_messages_by_queue(api):
-    store(3, "emails")
-    jobs = store(3, "jobs")
-
-    assert shown_ids(page(api, "/info?queue=jobs")) == jobs
-
-
-def test_the_next_page_link_keeps_the_queue_filter(api):
-    store(10, "emails")
-    jobs = store(60, "jobs")
-
-    filtered = page(api, "/info?queue=jobs")
-
-    assert filtered.links["next page"] == f"?queue=jobs&after={jobs[49]}"
-    assert shown_ids(page(api, "/info" + filtered.links["next page"])) == jobs[50:]
-
-
-def test_the_queue_counts_stay_complete_when_messages_are_filtered(api):
-    store(3, "emails")
-    store(3, "jobs")
-
-    queues, _ = headed(page(api, "/info?queue=jobs"))
-
-    assert [row["queue"] for row in queues] == ["emails", "jobs"]
-
-
-@pytest.mark.parametrize("queue", ["unknown", "not a name", "%00", "%3Cscript%3E"])
-def test_a_queue_filter_matching_no_queue_shows_no_messages(api, queue):
-    store(3)
-
-    response = api.get(f"/info?queue={queue}")
-
-    assert response.status_code == 200
-    assert shown_ids(Page(response.content.decode())) == []
-    assert b"<script>" not in response.content
-
-
-@pytest.mark.parametrize("after", ["abc", "-5", "", "%00", "1.5"])
-def test_an_unreadable_after_shows_the_first_page(api, after):
-    ids = store(3)
-
-    assert shown_ids(page(api, f"/info?after={after}")) == ids
-
-
-def test_an_after_beyond_every_id_shows_no_messages(api):
-    store(3)
-
-    assert shown_ids(page(api, "/info?after=99999999999999999999999")) == []
+    assert '<div id="overview" data-live>' in html
+    assert "fetch(location.href" in html
 
 
 @pytest.mark.parametrize("stored_messages", [0, 5, 200])
@@ -251,6 +219,47 @@ def test_info_takes_a_fixed_number_of_queries_however_many_messages(
     for queue in ("a", "b", "c"):
         store(stored_messages, queue)
 
-    # queues, counts by state (3: all, not yet visible, spent), first message, the page
-    with django_assert_max_num_queries(6):
+    # queues, counts by state (3: all, not yet visible, spent), first message,
+    # and each queue's last hour (2 each: the queue, its buckets)
+    with django_assert_max_num_queries(5 + 2 * 3):
         assert api.get("/info").status_code == 200
+
+
+def test_info_shows_messages_sent_and_done_over_the_last_minute(api, clock):
+    for n in range(3):
+        api.send(n, queue="jobs")
+    delivery = api.next(queue="jobs").json()
+    api.done(delivery["id"], delivery["lease"], queue="jobs")
+    api.send("x", queue="other")
+
+    rows, totals = overview(api)
+
+    assert (rows["jobs"]["in /min"], rows["jobs"]["out /min"]) == ("3", "1")
+    assert (totals["in /min"], totals["out /min"]) == ("4", "1")
+
+
+def test_the_last_minute_takes_its_share_of_the_previous_minute(api, clock):
+    for n in range(4):
+        api.send(n, queue="jobs")
+    # 12:01:30: the last 60 s are half of 12:00-12:01 (assumed even) and 12:01-12:01:30.
+    clock.shift(90)
+    api.send("now", queue="jobs")
+
+    rows, _ = overview(api)
+
+    assert rows["jobs"]["in /min"] == "3"
+
+
+def test_info_draws_each_queues_last_hour(api, clock):
+    clock.shift(-60)
+    api.send("a minute ago", queue="jobs")
+    clock.shift(60)
+    api.send("now", queue="jobs")
+    runtime.current().counters.housekeeping()
+
+    html = page(api).html
+
+    sent = re.search(r'data-series="sent" data-values="([^"]*)"', html).group(1).split(",")
+    depth = re.search(r'data-series="depth" data-values="([^"]*)"', html).group(1).split(",")
+    assert sent == ["0"] * 58 + ["1", "1"]
+    assert depth == [""] * 59 + ["2"]

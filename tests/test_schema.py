@@ -26,7 +26,9 @@ OPERATIONS = sorted(
         ("get", "/queues"),
         ("get", "/queues/{queue}"),
         ("put", "/queues/{queue}"),
+        ("delete", "/queues/{queue}"),
         ("post", "/queues/{queue}/redrive"),
+        ("get", "/queues/{queue}/stats"),
         ("get", "/health"),
     ]
 )

@@ -15,7 +15,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 
-from .. import domain
+from .. import counters, domain
 from ..models import MAX_ATTEMPTS, MAX_LEASE_SECONDS
 from .inputs import LEASE, MAX_ID, QUEUE_NAME
 
@@ -175,6 +175,58 @@ class Redriven(serializers.Serializer):
     redriven = serializers.IntegerField(min_value=0)
 
 
+class QueueDeleted(serializers.Serializer):
+    queue = serializers.RegexField(f"^{QUEUE_NAME.pattern}$")
+    deleted = serializers.IntegerField(min_value=0, help_text="Its messages, deleted with it.")
+
+
+def _count(help_text: str) -> serializers.IntegerField:
+    return serializers.IntegerField(min_value=0, help_text=help_text)
+
+
+def _depth(state: str) -> serializers.IntegerField:
+    return serializers.IntegerField(
+        min_value=0,
+        allow_null=True,
+        help_text=f"Messages {state}, sampled in the bucket; null: no sample.",
+    )
+
+
+def _seconds_or_null(help_text: str) -> serializers.FloatField:
+    return serializers.FloatField(min_value=0, allow_null=True, help_text=help_text)
+
+
+class StatsBucket(serializers.Serializer):
+    time = serializers.DateTimeField(help_text="The start of the minute or hour.")
+    sent = _count("Messages sent.")
+    delivered = _count("Deliveries (leases handed out).")
+    redelivered = _count("Deliveries with attempts > 1.")
+    acked = _count("Messages marked done.")
+    given_back = _count("Messages given back (nack).")
+    expired = _count("Leases seen run out (by a claim or requeue_expired).")
+    died = _count("Messages that became dead.")
+    redriven = _count("Dead messages made ready again.")
+    purged = _count("Messages purged, or deleted with their queue.")
+    ready = _depth("ready")
+    leased = _depth("leased")
+    delayed = _depth("delayed")
+    dead = _depth("dead")
+    processed = _count("Acks with a processing time (delivery to ack).")
+    processing_p50 = _seconds_or_null("Median processing time, seconds; null: no ack.")
+    processing_p99 = _seconds_or_null("99th percentile processing time, seconds; null: no ack.")
+
+
+class QueueHistory(serializers.Serializer):
+    queue = serializers.RegexField(f"^{QUEUE_NAME.pattern}$")
+    window = serializers.ChoiceField(list(counters.WINDOWS))
+    span = serializers.ChoiceField(
+        [counters.MINUTE, counters.HOUR], help_text="Seconds per bucket."
+    )
+    buckets = StatsBucket(
+        many=True, help_text="Every bucket of the window, oldest first; the current one last."
+    )
+
+
 class HealthStatus(serializers.Serializer):
     status = serializers.ChoiceField(["ok"])
     database = serializers.ChoiceField(["sqlite", "postgresql", "mysql"])
@@ -208,6 +260,11 @@ COUNT = OpenApiParameter(
     "count",
     {"type": "integer", "minimum": 1, "maximum": domain.MAX_BATCH},
     description="How many messages at most (default 1).",
+)
+WINDOW = OpenApiParameter(
+    "window",
+    {"type": "string", "enum": list(counters.WINDOWS), "default": "1h"},
+    description="`1h` and `24h` in one-minute buckets, `30d` in one-hour buckets.",
 )
 LEASE_PARAMETER = OpenApiParameter(
     "lease",
@@ -271,6 +328,8 @@ def _answers(success: dict, *errors: int) -> dict:
         **{status: OpenApiResponse(Error, description=_ERRORS[status]) for status in statuses},
     }
 
+
+_NO_QUEUE = OpenApiResponse(Error, description="No queue of this name (never used, or deleted).")
 
 _SEND = extend_schema(
     summary="Send a message",
@@ -374,6 +433,21 @@ queue_detail = extend_schema_view(
         request={"application/json": QueueSettings},
         responses=_answers({200: QueueInfo}, 415),
     ),
+    delete=extend_schema(
+        summary="Delete a queue, its messages, settings and history",
+        request=None,
+        responses={**_answers({200: QueueDeleted}), 404: _NO_QUEUE},
+    ),
+)
+
+queue_history = extend_schema_view(
+    get=extend_schema(
+        summary="A queue's counters, depth and processing time over a window",
+        description="The stored counters of every server process, this one's pending counts "
+        "included.",
+        parameters=[WINDOW],
+        responses={**_answers({200: QueueHistory}), 404: _NO_QUEUE},
+    )
 )
 
 redrive = extend_schema_view(

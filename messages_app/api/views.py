@@ -4,12 +4,14 @@ Deliveries are written out by hand so the stored payload text is spliced into
 the response as it is, never decoded and encoded again.
 """
 
+import dataclasses
+
 import simplejson
 from django.db import connection
 from django.http import HttpResponse
 from rest_framework import views
 
-from .. import domain
+from .. import counters, domain
 from . import inputs, parsers, schema
 
 DEFAULT_QUEUE = "default"
@@ -186,6 +188,31 @@ class QueueDetail(QueueView):
             changes["max_attempts"] = inputs.max_attempts(fields["max_attempts"])
         domain.configure(self.queue, **changes)
         return self.get(request, **kwargs)
+
+    def delete(self, request, **kwargs):
+        deleted = domain.delete_queue(self.queue)
+        return json_response({"queue": self.queue, "deleted": deleted})
+
+
+def bucket_json(bucket: counters.Bucket) -> dict:
+    return {**dataclasses.asdict(bucket), "time": iso(bucket.time)}
+
+
+@schema.queue_history
+class QueueHistory(QueueView):
+    """A queue's counters and depth over a window, bucket by bucket (for charts)."""
+
+    def get(self, request, **kwargs):
+        window = request.query_params.get("window", "1h")
+        history = domain.queue_history(self.queue, window)
+        return json_response(
+            {
+                "queue": history.queue,
+                "window": history.window,
+                "span": history.span,
+                "buckets": [bucket_json(bucket) for bucket in history.buckets],
+            }
+        )
 
 
 @schema.redrive

@@ -19,8 +19,8 @@ from django.db import connection, models, transaction
 from django.db.models import Count, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 
-from .. import states
-from ..models import Message, Queue
+from .. import counters, states
+from ..models import CounterBucket, Message, Queue
 from ..states import Param
 
 TABLE = Message._meta.db_table
@@ -36,6 +36,14 @@ QUEUE = Param("queue", models.CharField())
 NOW = Param("now", models.DateTimeField())
 LIMIT = Param("limit", models.IntegerField())
 
+# The claim's new lease: the given token, marked when the previous lease ran out
+# (counters.EXPIRED_MARK), so the claim counts the expiries it observes.
+SET_LEASE = "lease = CASE WHEN lease IS NULL THEN %s ELSE %s END"
+COUNTER_TABLE = CounterBucket._meta.db_table
+COUNTER_KEY = ("queue", "span", "start")
+# Rows per upsert statement: SQLite takes at most 32766 parameters.
+COUNTER_ROWS_PER_STATEMENT = 200
+
 T = TypeVar("T")
 
 
@@ -44,6 +52,7 @@ class ClaimedRow:
     id: int
     payload: str  # JSON text
     attempts: int
+    lease: str  # the token given, or its counters.after_expiry when the last lease ran out
 
 
 @dataclass(frozen=True)
@@ -97,7 +106,7 @@ class Store:
         """Lease up to ``count`` deliverable messages of ``queue``, oldest first."""
         pick = [*self.pick_params(queue, now, limit), count]
         lease_end = connection.ops.adapt_datetimefield_value(lease_end)
-        rows = self._claim(pick, lease, lease_end)
+        rows = self._claim(pick, [lease, counters.after_expiry(lease)], lease_end)
         return sorted((ClaimedRow(*row) for row in rows), key=lambda row: row.id)
 
     def pick_params(self, queue: str, now: datetime, limit: int) -> list:
@@ -105,9 +114,10 @@ class Store:
         now = connection.ops.adapt_datetimefield_value(now)
         return states.bind(self._ready_params, {"queue": queue, "now": now, "limit": limit})
 
-    def _claim(self, pick: list, lease: str, lease_end) -> list[tuple]:
-        """Run the claim: ``pick`` are the parameters of ``pick_statement``; the
-        rows leased as (id, payload, attempts)."""
+    def _claim(self, pick: list, leases: list[str], lease_end) -> list[tuple]:
+        """Run the claim: ``pick`` are the parameters of ``pick_statement``,
+        ``leases`` the parameters of ``SET_LEASE``; the rows leased as (id,
+        payload, attempts, lease)."""
         raise NotImplementedError
 
     def insert(
@@ -149,15 +159,16 @@ class Store:
 
     def delete_held(self, queue: str, entries: list[tuple[int, str | None]], now: datetime):
         """Delete each message ``(id, lease)`` whose delivery the caller holds
-        (``states.held``; ``lease`` None for "any unexpired lease"); the ids deleted."""
+        (``states.held``; ``lease`` None for "any unexpired lease"); the ids
+        deleted, each with its stored lease token (for the processing time)."""
         by_lease: dict[str | None, list[int]] = {}
         for message_id, lease in entries:
             by_lease.setdefault(lease, []).append(message_id)
         groups = list(by_lease.items())
         chunks = [groups[i : i + TERMS_PER_DELETE] for i in range(0, len(groups), TERMS_PER_DELETE)]
 
-        def delete() -> set[int]:
-            deleted: set[int] = set()
+        def delete() -> dict[int, str]:
+            deleted: dict[int, str] = {}
             with self.one_write() if len(chunks) == 1 else transaction.atomic():
                 for chunk in chunks:
                     deleted |= self._delete_chunk(queue, chunk, now)
@@ -174,9 +185,10 @@ class Store:
             values.update((f"id{g}.{i}", message_id) for i, message_id in enumerate(ids))
         with connection.cursor() as cursor:
             cursor.execute(
-                f"DELETE FROM {TABLE} WHERE {where} RETURNING id", states.bind(params, values)
+                f"DELETE FROM {TABLE} WHERE {where} RETURNING id, lease",
+                states.bind(params, values),
             )
-            return {row[0] for row in cursor.fetchall()}
+            return dict(cursor.fetchall())
 
     @staticmethod
     def _compile_held(shape: tuple[tuple[int, bool], ...]) -> tuple[str, list]:
@@ -213,6 +225,53 @@ class Store:
     def unavailable(self) -> None:
         """A request could not use the database: drop connections that died with it."""
 
+    # The counters (``counters``): upserts into their buckets.
+
+    def add_counters(self, rows: list[tuple[tuple[str, int, datetime], list]]) -> None:
+        """Add each row of ``counters.ADDED`` numbers to its bucket (queue, span, start)."""
+        self._upsert(rows, added=counters.ADDED)
+
+    def set_depth(self, rows: list[tuple[tuple[str, int, datetime], list]]) -> None:
+        """Set each bucket's ``counters.DEPTH`` columns to a row's numbers."""
+        self._upsert(rows, replaced=counters.DEPTH)
+
+    def _upsert(self, rows, added=(), replaced=()) -> None:
+        given = (*added, *replaced)
+        # Every column, so that a new bucket has no NULL counter.
+        columns = (*COUNTER_KEY, *counters.ADDED, *counters.DEPTH)
+        names = ", ".join(connection.ops.quote_name(c) for c in columns)
+        adapt = connection.ops.adapt_datetimefield_value
+        tail = self.upsert_tail(added, replaced)
+
+        def values(key, numbers) -> list:
+            queue, span, start = key
+            by_column = dict(zip(given, numbers, strict=True))
+            return [queue, span, adapt(start), *(by_column.get(c, 0) for c in counters.ADDED)] + [
+                by_column.get(c) for c in counters.DEPTH
+            ]
+
+        def upsert() -> None:
+            with transaction.atomic(), connection.cursor() as cursor:
+                for i in range(0, len(rows), COUNTER_ROWS_PER_STATEMENT):
+                    chunk = rows[i : i + COUNTER_ROWS_PER_STATEMENT]
+                    marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
+                    cursor.execute(
+                        f"INSERT INTO {COUNTER_TABLE} ({names}) "
+                        f"VALUES {', '.join([marks] * len(chunk))} {tail}",
+                        [value for key, numbers in chunk for value in values(key, numbers)],
+                    )
+
+        self.retrying(upsert)
+
+    def upsert_tail(self, added: tuple[str, ...], replaced: tuple[str, ...]) -> str:
+        """The end of an INSERT into the counter table: on a bucket already
+        there, add the ``added`` columns and overwrite the ``replaced`` ones."""
+        quote = connection.ops.quote_name
+        sets = [f"{quote(c)} = {COUNTER_TABLE}.{quote(c)} + excluded.{quote(c)}" for c in added]
+        sets += [f"{quote(c)} = excluded.{quote(c)}" for c in replaced]
+        key = ", ".join(quote(c) for c in COUNTER_KEY)
+        return f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(sets)}"
+
     # Counts, from index ranges: a million stored messages must not mean a
     # million rows read.
 
@@ -246,9 +305,12 @@ class Store:
         }
         # Leased and delayed: the few not deliverable yet (a range of
         # message_visible_idx; on PostgreSQL, which lacks it, a scan of the queue).
+        # Written as their union, alive and visible_at > now: SQLite cannot seek
+        # the index for "leased OR delayed" and read a million entries instead
+        # (1.1 s against 9 ms at a million ready messages).
         later = {
             row["queue_id"]: row
-            for row in messages.filter(states.leased(now) | states.delayed(now))
+            for row in messages.filter(states.ALIVE, visible_at__gt=now)
             .values("queue_id")
             .annotate(
                 leased=Count("id", filter=states.leased(now)),

@@ -8,7 +8,7 @@ import time
 
 from django.db import OperationalError, connection, transaction
 
-from .base import CLAIM_INDEX, TABLE, ChangeFeed, Store
+from .base import CLAIM_INDEX, SET_LEASE, TABLE, ChangeFeed, Store
 
 # InnoDB's "Deadlock found when trying to get lock".
 DEADLOCK = 1213
@@ -21,15 +21,15 @@ class MariaDBStore(Store):
         super().__init__()
         # Without statistics MariaDB would rather range over message_visible_idx and sort.
         self.pick_statement = f"""
-            SELECT id, payload, attempts FROM {TABLE} FORCE INDEX ({CLAIM_INDEX})
+            SELECT id, payload, attempts, lease FROM {TABLE} FORCE INDEX ({CLAIM_INDEX})
             WHERE {self.ready_where} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
         """
         self._lease = (
-            f"UPDATE {TABLE} SET lease = %s, visible_at = %s, attempts = attempts + 1 "
+            f"UPDATE {TABLE} SET {SET_LEASE}, visible_at = %s, attempts = attempts + 1 "
             "WHERE id IN ({ids})"
         )
 
-    def _claim(self, pick, lease, lease_end):
+    def _claim(self, pick, leases, lease_end):
         def claim() -> list[tuple]:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(self.pick_statement, pick)
@@ -37,8 +37,11 @@ class MariaDBStore(Store):
                 if rows:
                     ids = [row[0] for row in rows]
                     marks = ", ".join(["%s"] * len(ids))
-                    cursor.execute(self._lease.format(ids=marks), [lease, lease_end, *ids])
-            return [(id_, payload, attempts + 1) for id_, payload, attempts in rows]
+                    cursor.execute(self._lease.format(ids=marks), [*leases, lease_end, *ids])
+            return [
+                (id_, payload, attempts + 1, leases[old is not None])
+                for id_, payload, attempts, old in rows
+            ]
 
         return self.retrying(claim)
 
@@ -56,6 +59,12 @@ class MariaDBStore(Store):
 
     def change_feed(self) -> ChangeFeed:
         return PollFeed()
+
+    def upsert_tail(self, added, replaced):
+        quote = connection.ops.quote_name
+        sets = [f"{quote(c)} = {quote(c)} + VALUES({quote(c)})" for c in added]
+        sets += [f"{quote(c)} = VALUES({quote(c)})" for c in replaced]
+        return f"ON DUPLICATE KEY UPDATE {', '.join(sets)}"
 
 
 class PollFeed(ChangeFeed):

@@ -12,7 +12,7 @@ import time
 from django.conf import settings
 from django.db import DatabaseError, connection
 
-from .base import TABLE, ChangeFeed, Store
+from .base import SET_LEASE, TABLE, ChangeFeed, Store
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +27,9 @@ class PostgreSQLStore(Store):
         super().__init__()
         self.claim_statement = f"""
             WITH picked AS ({self.pick_statement} FOR UPDATE SKIP LOCKED)
-            UPDATE {TABLE} AS m SET lease = %s, visible_at = %s, attempts = m.attempts + 1
+            UPDATE {TABLE} AS m SET {SET_LEASE}, visible_at = %s, attempts = m.attempts + 1
             FROM picked WHERE m.id = picked.id
-            RETURNING m.id, m.payload, m.attempts
+            RETURNING m.id, m.payload, m.attempts, m.lease
         """
         # psycopg turns %s into $n in Python, and remembers the result only for
         # up to 50 parameters: a 100-row VALUES list cost ~3 ms per statement.
@@ -49,7 +49,7 @@ class PostgreSQLStore(Store):
                 (id, lease) IN (SELECT * FROM unnest(%s::bigint[], %s::text[]))
                 OR (id = ANY(%s) AND visible_at > %s)
             )
-            RETURNING id
+            RETURNING id, lease
         """
         self.notifier = Notifier()
         self.vacuum = Vacuum()
@@ -58,10 +58,10 @@ class PostgreSQLStore(Store):
     def close(self) -> None:
         self.notifier.close()
 
-    def _claim(self, pick, lease, lease_end):
+    def _claim(self, pick, leases, lease_end):
         # One statement: in autocommit it is its own transaction.
         with connection.cursor() as cursor:
-            cursor.execute(self.claim_statement, [*pick, lease, lease_end])
+            cursor.execute(self.claim_statement, [*pick, *leases, lease_end])
             return cursor.fetchall()
 
     def _insert_statement(self, payloads, values):
@@ -80,7 +80,7 @@ class PostgreSQLStore(Store):
         ]
         with connection.cursor() as cursor:
             cursor.execute(self._delete_held, params)
-            return {row[0] for row in cursor.fetchall()}
+            return dict(cursor.fetchall())
 
     def change_feed(self) -> ChangeFeed:
         return ListenFeed()

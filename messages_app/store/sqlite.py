@@ -10,7 +10,7 @@ import time
 
 from django.db import connection, transaction
 
-from .base import CLAIM_INDEX, TABLE, ChangeFeed, Store
+from .base import CLAIM_INDEX, SET_LEASE, TABLE, ChangeFeed, Store
 
 # How often the watcher reads data_version: waking 50 times a second in each
 # process is not free (200 idle long-polls: 5.4 % of a core at 20 ms, 4.2 % at 50 ms).
@@ -24,17 +24,17 @@ class SQLiteStore(Store):
         # With no statistics SQLite would rather range over message_visible_idx
         # and sort every deliverable row (a million, with a backlog).
         self.claim_statement = f"""
-            UPDATE {TABLE} SET lease = %s, visible_at = %s, attempts = attempts + 1
+            UPDATE {TABLE} SET {SET_LEASE}, visible_at = %s, attempts = attempts + 1
             WHERE id IN (
                 SELECT id FROM {TABLE} INDEXED BY {CLAIM_INDEX}
                 WHERE {self.ready_where} ORDER BY id LIMIT %s
             )
-            RETURNING id, payload, attempts
+            RETURNING id, payload, attempts, lease
         """
 
-    def _claim(self, pick, lease, lease_end):
+    def _claim(self, pick, leases, lease_end):
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(self.claim_statement, [lease, lease_end, *pick])
+            cursor.execute(self.claim_statement, [*leases, lease_end, *pick])
             return cursor.fetchall()
 
     def one_write(self):
