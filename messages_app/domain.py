@@ -454,6 +454,7 @@ class Received:
     created_at: datetime
     first_received_at: datetime
     attributes: str | None
+    dead_letter_source: str | None
 
 
 def receive(queue: str, count: int, timeout: float | None, wait: float) -> list[Received]:
@@ -471,7 +472,7 @@ def receive(queue: str, count: int, timeout: float | None, wait: float) -> list[
     details = {
         row[0]: row[1:]
         for row in Message.objects.filter(id__in=ids).values_list(
-            "id", "created_at", "first_received_at", "attributes"
+            "id", "created_at", "first_received_at", "attributes", "dead_letter_source"
         )
     }
     return [Received(d, *details[d.id]) for d in deliveries if d.id in details]

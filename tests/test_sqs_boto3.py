@@ -409,3 +409,38 @@ def test_the_receipt_handle_is_the_native_lease(sqs, sqs_server):
     )
     assert response.status_code == 200
     assert not Message.objects.exists()
+
+
+def test_a_redrive_policy_moves_a_message_that_died_to_the_target_queue(sqs):
+    target = create(sqs)
+    target_arn = sqs.get_queue_attributes(QueueUrl=target, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    policy = json.dumps({"deadLetterTargetArn": target_arn, "maxReceiveCount": 2})
+    url = create(sqs, RedrivePolicy=policy)
+    sqs.send_message(QueueUrl=url, MessageBody="poison")
+    for _ in range(2):
+        [message] = sqs.receive_message(QueueUrl=url)["Messages"]
+        sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    assert not sqs.receive_message(QueueUrl=url).get("Messages")
+    [moved] = sqs.receive_message(QueueUrl=target, MessageSystemAttributeNames=["All"])["Messages"]
+    assert moved["Body"] == "poison"
+    assert moved["Attributes"]["ApproximateReceiveCount"] == "1"
+    assert moved["Attributes"]["DeadLetterQueueSourceArn"] == target_arn.replace(
+        target.rpartition("/")[2], url.rpartition("/")[2]
+    )
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
+    assert json.loads(attributes["Attributes"]["RedrivePolicy"]) == json.loads(policy)
+
+
+def test_a_redrive_policy_to_a_queue_that_does_not_exist_is_refused(sqs):
+    url = create(sqs)
+    policy = json.dumps(
+        {"deadLetterTargetArn": "arn:aws:sqs:us-east-1:000000000000:nowhere", "maxReceiveCount": 2}
+    )
+    with pytest.raises(ClientError) as raised:
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": policy})
+    assert raised.value.response["Error"]["Code"] == "InvalidParameterValue"
+    assert Queue.objects.get(name=url.rpartition("/")[2]).dead_letter_queue_id is None

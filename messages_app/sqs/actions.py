@@ -593,6 +593,8 @@ def message_json(received: domain.Received, system_names: set, attribute_names: 
         "ApproximateReceiveCount": str(delivery.attempts),
         "ApproximateFirstReceiveTimestamp": str(int(received.first_received_at.timestamp() * 1000)),
     }
+    if received.dead_letter_source is not None:
+        system["DeadLetterQueueSourceArn"] = arn(received.dead_letter_source)
     system = {k: v for k, v in system.items() if k in wanted}
     if system:
         message["Attributes"] = system
