@@ -10,6 +10,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.views.decorators.csrf import csrf_exempt
 
+from ..api.errors import not_found
 from . import actions, auth, protocol
 from .errors import SQSError
 
@@ -38,3 +39,13 @@ def endpoint(request, account: str | None = None, queue: str | None = None):
             read,
             SQSError("ServiceUnavailable", "The database did not answer.", 503, sender=False),
         )
+
+
+@csrf_exempt
+def root(request):
+    """``/``: SQS requests too, for clients whose endpoint cannot have a path (kombu's
+    SQS transport, so Celery's, builds ``http://host:port`` itself); anything else
+    is the native 404."""
+    if "X-Amz-Target" in request.headers or "Action" in request.GET or "Action" in request.POST:
+        return endpoint(request)
+    return not_found(request)
