@@ -54,7 +54,6 @@ READ_ONLY_ATTRIBUTES = {
     "ApproximateNumberOfMessagesNotVisible",
     "ApproximateNumberOfMessagesDelayed",
     "CreatedTimestamp",
-    "LastModifiedTimestamp",
     "QueueArn",
 }
 # Settable SQS attributes this server refuses rather than pretending to honour.
@@ -235,7 +234,6 @@ def queue_attributes(queue, names: list[str]) -> dict:
         "ApproximateNumberOfMessagesNotVisible": stats.leased,
         "ApproximateNumberOfMessagesDelayed": stats.delayed,
         "CreatedTimestamp": int(queue.created_at.timestamp()),
-        "LastModifiedTimestamp": int(queue.created_at.timestamp()),
         "QueueArn": arn(queue.name),
     }
     if queue.dead_letter_queue_id is not None:
