@@ -67,6 +67,12 @@ class Queue(models.Model):
     def effective_max_attempts(self) -> int:
         return states.effective_max_attempts(self.max_attempts)
 
+    def clean(self) -> None:
+        if self.dead_letter_queue_id is not None and self.dead_letter_queue_id == self.name:
+            raise ValidationError(
+                {"dead_letter_queue": "a queue cannot be its own dead-letter queue"}
+            )
+
 
 class MessageQuerySet(models.QuerySet):
     """The states of ``states``, each message judged by its own queue's limit."""

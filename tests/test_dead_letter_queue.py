@@ -150,3 +150,24 @@ def test_deleting_the_target_queue_leaves_the_source_without_one(api):
     with_target(api)
     domain.delete_queue("jobs-dead")
     assert Queue.objects.get(name="jobs").dead_letter_queue_id is None
+
+
+def test_the_admin_sets_a_queues_dead_letter_queue(api, admin_client):
+    api.send("x", queue="jobs")
+    api.send("y", queue="jobs-dead")
+    response = admin_client.post(
+        "/admin/messages_app/queue/jobs/change/",
+        {"timeout": "", "max_attempts": "2", "dead_letter_queue": "jobs-dead"},
+    )
+    assert response.status_code == 302
+    assert Queue.objects.get(name="jobs").dead_letter_queue_id == "jobs-dead"
+
+
+def test_the_admin_refuses_a_queue_as_its_own_dead_letter_queue(api, admin_client):
+    api.send("x", queue="jobs")
+    response = admin_client.post(
+        "/admin/messages_app/queue/jobs/change/", {"timeout": "", "dead_letter_queue": "jobs"}
+    )
+    assert response.status_code == 200
+    assert b"cannot be its own dead-letter queue" in response.content
+    assert Queue.objects.get(name="jobs").dead_letter_queue_id is None
