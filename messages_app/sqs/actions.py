@@ -292,6 +292,8 @@ def list_queues(params: dict, context: Context) -> dict:
     prefix = params.get("QueueNamePrefix") or ""
     limit = integer(params, "MaxResults", 1, 1000)
     token = params.get("NextToken") or ""
+    if not isinstance(prefix, str) or not isinstance(token, str):
+        raise invalid("QueueNamePrefix and NextToken must be strings.")
     try:
         after = base64.urlsafe_b64decode(token.encode()).decode() if token else ""
     except (ValueError, UnicodeError):
@@ -356,6 +358,8 @@ def untag_queue(params: dict, context: Context) -> dict:
     keys = params.get("TagKeys") or []
     if not keys:
         raise missing("TagKeys")
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise invalid("TagKeys must be a list of tag keys.")
     configure(queue.name, {"tags": {k: v for k, v in queue.tags.items() if k not in keys}})
     return {}
 
