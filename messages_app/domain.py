@@ -405,9 +405,10 @@ def queue_row(queue: str) -> Queue | None:
 
 
 def queue_names(prefix: str = "", after: str = "", limit: int = 1000) -> list[str]:
-    """Names of stored queues starting with ``prefix``, after ``after``, in name order."""
+    """Names of stored queues starting with ``prefix`` (case-sensitive, also on
+    SQLite, whose LIKE is not), after ``after``, in name order."""
     names = Queue.objects.filter(name__startswith=prefix, name__gt=after).order_by("name")
-    return list(names.values_list("name", flat=True)[:limit])
+    return [n for n in names.values_list("name", flat=True) if n.startswith(prefix)][:limit]
 
 
 def delete_queue(queue: str) -> int | None:

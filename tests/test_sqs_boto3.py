@@ -444,3 +444,9 @@ def test_a_redrive_policy_to_a_queue_that_does_not_exist_is_refused(sqs):
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": policy})
     assert raised.value.response["Error"]["Code"] == "InvalidParameterValue"
     assert Queue.objects.get(name=url.rpartition("/")[2]).dead_letter_queue_id is None
+
+
+def test_list_queues_prefix_is_case_sensitive(sqs):
+    sqs.create_queue(QueueName="Upper-one")
+    lower = sqs.create_queue(QueueName="upper-two")["QueueUrl"]
+    assert sqs.list_queues(QueueNamePrefix="upper")["QueueUrls"] == [lower]
