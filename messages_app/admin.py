@@ -230,8 +230,9 @@ class QueueAdmin(admin.ModelAdmin):
         "console",
     )
     search_fields = ("name",)
-    fields = ("name", "timeout", "max_attempts", "created_at")
+    fields = ("name", "timeout", "max_attempts", "dead_letter_queue", "created_at")
     readonly_fields = ("created_at",)
+    autocomplete_fields = ("dead_letter_queue",)
     actions = [redrive_queues, purge_queues, delete_queues]
 
     def get_queryset(self, request):
@@ -245,7 +246,12 @@ class QueueAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         # Through the domain, as PUT /queues/<name> does: deaths the old limit
         # decided stay decided, and this process's settings cache is told.
-        domain.configure(obj.name, timeout=obj.timeout, max_attempts=obj.max_attempts)
+        domain.configure(
+            obj.name,
+            timeout=obj.timeout,
+            max_attempts=obj.max_attempts,
+            dead_letter_queue=obj.dead_letter_queue_id,
+        )
 
     def has_delete_permission(self, request, obj=None):
         # Django's delete would delete the messages past the domain: the

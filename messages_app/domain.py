@@ -41,19 +41,48 @@ def queue_settings(queue: str) -> QueueSettings:
 
 
 def configure(queue: str, **changes) -> QueueSettings:
-    """Set a queue's ``timeout`` and/or ``max_attempts`` (None: the default); create it if new."""
+    """Set a queue's ``timeout``, ``max_attempts`` (None: the default),
+    ``dead_letter_queue`` (a queue's name, created if new; None: none), or the
+    SQS endpoint's ``sqs_attributes`` and ``tags``; create it if new."""
     now = timezone.now()
+    if "dead_letter_queue" in changes:
+        target = changes.pop("dead_letter_queue")
+        if target == queue:
+            raise QueueError(
+                f"queue {queue!r} cannot be its own dead-letter queue", "invalid_dead_letter_queue"
+            )
+        changes["dead_letter_queue_id"] = target
     with transaction.atomic():
         _ensure_queue(queue, now)
+        if changes.get("dead_letter_queue_id") is not None:
+            _ensure_queue(changes["dead_letter_queue_id"], now)
         # Deaths the old limit decided stay decided: store them before it changes.
-        spent = Message.objects.filter(queue_id=queue).spent(now)
-        died = _per_queue(spent)
-        spent.update(lease=None, dead=True)
+        target = Queue.objects.filter(name=queue).values_list("dead_letter_queue", flat=True)
+        died = _bury(queue, target.get(), Message.objects.filter(queue_id=queue).spent(now), now)
         if changes:
             Queue.objects.filter(name=queue).update(**changes)
-    _count(died, counters.DIED)
+    _count({queue: died}, counters.DIED)
     runtime.current().forget_settings(queue)
     return queue_settings(queue)
+
+
+def _bury(queue: str, target: str | None, messages, now: datetime) -> int:
+    """Store the death of ``messages`` of ``queue``: moved to its dead-letter queue
+    ``target``, ready, attempts reset and ``queue`` recorded; dead in place
+    without one. How many died."""
+    if target is None:
+        return messages.update(lease=None, dead=True)
+    moved = messages.update(
+        queue_id=target,
+        lease=None,
+        dead=False,
+        attempts=0,
+        visible_at=now,
+        dead_letter_source=queue,
+    )
+    if moved:
+        _changed_on_commit(target)
+    return moved
 
 
 def _ensure_queue(queue: str, now: datetime) -> None:
@@ -88,7 +117,7 @@ def _count(per_queue: dict[str, int], *names: int) -> None:
     """Add to this process's counters (after the change is committed)."""
     process_counters = runtime.current().counters
     for queue, n in per_queue.items():
-        for name in names:
+        for name in names if n else ():
             process_counters.add(queue, name, n)
 
 
@@ -147,6 +176,11 @@ def _claim(queue: str, count: int, timeout: float | None) -> list[Delivery]:
     process = runtime.current()
     config = process.queue_settings(queue)
     now = timezone.now()
+    if config.dead_letter_queue is not None and process.sweep_due(queue, now):
+        with transaction.atomic():
+            spent = Message.objects.filter(queue_id=queue).spent(now)
+            died = _bury(queue, config.dead_letter_queue, spent, now)
+        _count({queue: died}, counters.DIED)
     lease_end = now + timedelta(seconds=timeout if timeout is not None else config.lease_seconds)
     lease = counters.new_lease(now)
     rows = process.store.claim(queue, count, lease, now, lease_end, config.attempts_limit)
@@ -225,17 +259,19 @@ def done_many(queue: str, entries: list[tuple[int, str | None]]) -> DoneResult:
 
 def give_back(queue: str, message_id: int, lease: str | None, delay: float = 0) -> str:
     """Give a delivered message back: deliverable again after ``delay`` seconds,
-    or dead if that was its last allowed delivery. Returns the new state."""
+    or dead if that was its last allowed delivery (moved to the queue's
+    dead-letter queue if it has one). Returns the new state."""
     now = timezone.now()
     held = _held(queue, message_id, lease, now)
-    limit = queue_settings(queue).attempts_limit
+    config = queue_settings(queue)
+    limit = config.attempts_limit
     visible_at = now + timedelta(seconds=delay)
     with transaction.atomic():
         if held.filter(attempts__lt=limit).update(lease=None, visible_at=visible_at):
             state = "ready" if not delay else "delayed"
             if not delay:
                 _changed_on_commit(queue)
-        elif held.update(lease=None, dead=True):
+        elif _bury(queue, config.dead_letter_queue, held, now):
             state = "dead"
         else:
             raise _why_not_held(queue, message_id, lease)
@@ -279,7 +315,8 @@ class Housekeeping:
 
 def requeue_expired(now: datetime | None = None) -> Housekeeping:
     """Store what the clock already decided: leases that ran out are cleared
-    (ready again), messages past their last allowed delivery become dead, and
+    (ready again), messages past their last allowed delivery become dead (or
+    move to their queue's dead-letter queue), and
     idempotency keys older than the dedup window are dropped.
 
     Delivery does not need this (the claim reads the clock itself); it keeps
@@ -291,7 +328,11 @@ def requeue_expired(now: datetime | None = None) -> Housekeeping:
         died = _per_queue(spent)
         # A spent message whose lease is still set: its last lease ran out.
         spent_expired = _per_queue(spent.filter(lease__isnull=False))
-        dead = spent.update(lease=None, dead=True)
+        with_target = Queue.objects.filter(name__in=died, dead_letter_queue__isnull=False)
+        for queue, target in with_target.values_list("name", "dead_letter_queue"):
+            _bury(queue, target, Message.objects.filter(queue_id=queue).spent(now), now)
+        spent.update(lease=None, dead=True)
+        dead = sum(died.values())
         expired = _per_queue(Message.objects.expired(now))
         requeued = Message.objects.expired(now).update(lease=None)
         window_start = now - timedelta(seconds=settings.MQ_DEDUP_WINDOW)
@@ -376,6 +417,7 @@ class QueueStats:
     oldest_created_at: datetime | None = None
     timeout: float | None = None
     max_attempts: int | None = None
+    dead_letter_queue: str | None = None
 
     @property
     def total(self) -> int:
@@ -409,6 +451,7 @@ def queue_stats(now: datetime | None = None, queues: list[str] | None = None) ->
             counts[q.name].oldest_created_at,
             q.timeout,
             q.max_attempts,
+            q.dead_letter_queue_id,
         )
         for q in rows
     ]
@@ -443,3 +486,88 @@ def queue_history(queue: str, window: str = "1h", now: datetime | None = None) -
         raise QueueNotFound(f"no queue {queue!r}")
     runtime.current().counters.flush()
     return counters.history(queue, window, now or timezone.now())
+
+
+# What the SQS endpoint (messages_app/sqs) needs beyond the native calls.
+
+
+def queue_row(queue: str) -> Queue | None:
+    """The queue's stored row, None when it was never created."""
+    return Queue.objects.filter(name=queue).first()
+
+
+def queue_names(prefix: str = "", after: str = "", limit: int = 1000) -> list[str]:
+    """Names of stored queues starting with ``prefix`` (case-sensitive, also on
+    SQLite, whose LIKE is not), after ``after``, in name order."""
+    names = Queue.objects.filter(name__startswith=prefix, name__gt=after).order_by("name")
+    return [n for n in names.values_list("name", flat=True) if n.startswith(prefix)][:limit]
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    payload: str  # JSON text
+    delay: float = 0
+    attributes: str | None = None  # JSON text
+
+
+def send_each(queue: str, messages: list[Outgoing]) -> list[int]:
+    """Store messages that each have their own delay and attributes, in order, in
+    one statement; their ids. The queue must exist (a foreign key error otherwise)."""
+    now = timezone.now()
+    rows = [
+        Message(
+            queue_id=queue,
+            payload=m.payload,
+            created_at=now,
+            visible_at=now + timedelta(seconds=m.delay),
+            attributes=m.attributes,
+        )
+        for m in messages
+    ]
+    with transaction.atomic():
+        ids = [row.id for row in Message.objects.bulk_create(rows)]
+    if any(not m.delay for m in messages):
+        _changed_on_commit(queue)
+    return ids
+
+
+@dataclass(frozen=True)
+class Received:
+    delivery: Delivery
+    created_at: datetime
+    first_received_at: datetime
+    attributes: str | None
+    dead_letter_source: str | None
+
+
+def receive(queue: str, count: int, timeout: float | None, wait: float) -> list[Received]:
+    """``next_messages`` with what SQS tells about each message: when it was sent,
+    first delivered (recorded at its first delivery) and its attributes."""
+    deliveries = next_messages(queue, count, timeout, wait)
+    if not deliveries:
+        return []
+    ids = [d.id for d in deliveries]
+    now = timezone.now()
+    with transaction.atomic():
+        Message.objects.filter(id__in=ids, first_received_at__isnull=True).update(
+            first_received_at=now
+        )
+    details = {
+        row[0]: row[1:]
+        for row in Message.objects.filter(id__in=ids).values_list(
+            "id", "created_at", "first_received_at", "attributes", "dead_letter_source"
+        )
+    }
+    return [Received(d, *details[d.id]) for d in deliveries if d.id in details]
+
+
+def drop_expired(queue: str, retention: float) -> int:
+    """Delete the messages of ``queue`` older than ``retention`` seconds; a look at
+    the oldest one first, so a queue with none to drop costs one index read."""
+    cutoff = timezone.now() - timedelta(seconds=retention)
+    oldest = Message.objects.alive().filter(queue_id=queue).order_by("id")
+    first = oldest.values_list("created_at", flat=True).first()
+    if first is None or first >= cutoff:
+        return 0
+    with transaction.atomic():
+        return purge(Message.objects.filter(queue_id=queue, created_at__lt=cutoff))

@@ -24,6 +24,7 @@ STATUS = {
     "invalid_count": 400,
     "invalid_key": 400,
     "invalid_max_attempts": 400,
+    "invalid_dead_letter_queue": 400,
     "invalid_messages": 400,
     "invalid_window": 400,
     "unauthorized": 401,

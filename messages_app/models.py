@@ -42,6 +42,18 @@ class Queue(models.Model):
         help_text="Deliveries before a message is dead; empty: MQ_MAX_ATTEMPTS.",
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # Where a message that dies here goes, ready, its attempts reset; none: it stays dead here.
+    dead_letter_queue = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="dead_letter_sources",
+        help_text="Queue that receives this queue's dead messages, ready; empty: they stay here.",
+    )
+    # The SQS endpoint's queue attributes that have no native meaning (messages_app/sqs).
+    sqs_attributes = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -54,6 +66,12 @@ class Queue(models.Model):
 
     def effective_max_attempts(self) -> int:
         return states.effective_max_attempts(self.max_attempts)
+
+    def clean(self) -> None:
+        if self.dead_letter_queue_id is not None and self.dead_letter_queue_id == self.name:
+            raise ValidationError(
+                {"dead_letter_queue": "a queue cannot be its own dead-letter queue"}
+            )
 
 
 class MessageQuerySet(models.QuerySet):
@@ -99,6 +117,12 @@ class Message(models.Model):
     lease = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001 (null: no lease)
     attempts = models.PositiveIntegerField(default=0)
     dead = models.BooleanField(default=False)
+    # SQS message attributes as JSON text ({name: {DataType, StringValue|BinaryValue}}); null: none.
+    attributes = models.TextField(null=True, blank=True)  # noqa: DJ001 (null: none sent)
+    # When it was first delivered (SQS's ApproximateFirstReceiveTimestamp); null: never.
+    first_received_at = models.DateTimeField(null=True, blank=True)
+    # The queue it died in, when it was moved to that queue's dead-letter queue.
+    dead_letter_source = models.CharField(max_length=80, null=True, blank=True)  # noqa: DJ001
 
     objects = MessageQuerySet.as_manager()
 

@@ -11,7 +11,7 @@ do, between tests whose database was rolled back).
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connection
 
@@ -23,12 +23,16 @@ from .waiting import Waiters
 # A queue's settings are read on every claim; keep them a moment per process.
 # Changes made here apply at once, changes made by another process within this.
 SETTINGS_TTL = 1.0
+# A claim on a queue with a dead-letter queue moves the messages that died there,
+# at most this often per queue and process (it reads the queue's deliverable rows).
+SWEEP_EVERY = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
 class QueueSettings:
     timeout: float | None  # seconds; None: PENDING_TIMEOUT
     max_attempts: int | None  # None: MQ_MAX_ATTEMPTS
+    dead_letter_queue: str | None = None  # where its dead messages go; None: they stay
 
     @property
     def lease_seconds(self) -> float:
@@ -48,6 +52,7 @@ class Runtime:
         self._settings: dict[str, tuple[float, QueueSettings]] = {}
         self._settings_lock = threading.Lock()
         self.counters = Counters(store, self.depth)
+        self._next_sweep: dict[str, datetime] = {}
 
     def close(self) -> None:
         self.counters.close()
@@ -63,7 +68,11 @@ class Runtime:
             cached = self._settings.get(queue)
         if cached and cached[0] > time.monotonic():
             return cached[1]
-        row = Queue.objects.filter(name=queue).values_list("timeout", "max_attempts").first()
+        row = (
+            Queue.objects.filter(name=queue)
+            .values_list("timeout", "max_attempts", "dead_letter_queue")
+            .first()
+        )
         found = QueueSettings(*row) if row else QueueSettings(None, None)
         with self._settings_lock:
             self._settings[queue] = (time.monotonic() + SETTINGS_TTL, found)
@@ -72,6 +81,14 @@ class Runtime:
     def forget_settings(self, queue: str) -> None:
         with self._settings_lock:
             self._settings.pop(queue, None)
+
+    def sweep_due(self, queue: str, now: datetime) -> bool:
+        """Whether a claim on ``queue`` should move its dead messages now (``SWEEP_EVERY``)."""
+        with self._settings_lock:
+            if self._next_sweep.get(queue, now) > now:
+                return False
+            self._next_sweep[queue] = now + SWEEP_EVERY
+            return True
 
     def changed(self, queue: str) -> None:
         """A message of ``queue`` became deliverable now: wake waiters here and elsewhere."""

@@ -221,6 +221,11 @@ MQ_MAX_ATTEMPTS = env.int("MQ_MAX_ATTEMPTS", default=None)  # None: unlimited
 MQ_MAX_PAYLOAD_BYTES = env.int("MQ_MAX_PAYLOAD_BYTES", default=262144)
 MQ_API_TOKENS = env.list("MQ_API_TOKENS", default=[])
 MQ_DEDUP_WINDOW = env.int("MQ_DEDUP_WINDOW", default=300)  # seconds an idempotency key is kept
+# The SQS endpoint (/sqs): the account id in queue URLs and ARNs, the region in
+# ARNs, and <key id>:<secret> pairs whose SigV4 signatures it accepts (none: unchecked).
+MQ_SQS_ACCOUNT = env("MQ_SQS_ACCOUNT", default="000000000000")
+MQ_SQS_REGION = env("MQ_SQS_REGION", default="us-east-1")
+MQ_SQS_CREDENTIALS = env.list("MQ_SQS_CREDENTIALS", default=[])
 MQ_VACUUM_EVERY = env.int("MQ_VACUUM_EVERY", default=1000)  # PostgreSQL: deletes between vacuums
 # Seconds between two flushes of a process's counters to the database (messages_app/counters.py);
 # 0: no background flush (the tests flush by hand).

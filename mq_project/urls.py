@@ -8,6 +8,7 @@ from drf_spectacular.views import (
 
 from messages_app import pages
 from messages_app.api import views
+from messages_app.sqs import views as sqs
 
 # Every message route, on the queue ``default`` at the top level and on any
 # queue under ``/queues/<name>/``.
@@ -30,6 +31,12 @@ urlpatterns = [
     path("queues/<str:queue>/stats", views.QueueHistory.as_view()),
     path("queues/<str:queue>/", include(message_routes)),
     path("health", views.Health.as_view()),
+    # Amazon SQS's protocols: the endpoint and every queue URL (messages_app/sqs);
+    # also at / for clients that cannot put a path in their endpoint (Celery's).
+    path("sqs", sqs.endpoint),
+    path("sqs/", sqs.endpoint),
+    path("sqs/<str:account>/<str:queue>", sqs.endpoint),
+    path("", sqs.root),
     # The OpenAPI schema, and Swagger UI and Redoc over it (served from here, no CDN).
     path("api/schema/", SpectacularJSONAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

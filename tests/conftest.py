@@ -21,6 +21,9 @@ from mq_project.handlers import WithoutMiddleware, is_page
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The SQS tests' server and clients (tests/sqs_support.py).
+pytest_plugins = ["sqs_support"]
+
 
 def database_url() -> str:
     """A DATABASE_URL naming the database the tests run on, for server processes."""

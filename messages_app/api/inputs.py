@@ -163,6 +163,17 @@ def max_attempts(raw) -> int | None:
     return raw
 
 
+def dead_letter_queue(raw) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not QUEUE_NAME.fullmatch(raw):
+        raise QueueError(
+            f"dead_letter_queue must be null or a queue name: {QUEUE_NAME_RULE}",
+            "invalid_dead_letter_queue",
+        )
+    return raw
+
+
 def done_entries(data) -> list[tuple[int, str | None]]:
     """``{"messages": [{"id", "lease"}...]}`` as (id, lease) pairs."""
     entries = body(data).get("messages")

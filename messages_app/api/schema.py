@@ -99,7 +99,9 @@ class Extended(serializers.Serializer):
 class GivenBack(serializers.Serializer):
     id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     status = serializers.ChoiceField(
-        ["ready", "delayed", "dead"], help_text="`dead` when that was its last allowed delivery."
+        ["ready", "delayed", "dead"],
+        help_text="`dead` when that was its last allowed delivery (moved to the queue's "
+        "`dead_letter_queue` if it has one).",
     )
 
 
@@ -142,6 +144,11 @@ class QueueInfo(serializers.Serializer):
     name = serializers.RegexField(f"^{QUEUE_NAME.pattern}$")
     timeout = serializers.FloatField(allow_null=True, help_text="Default lease, seconds.")
     max_attempts = serializers.IntegerField(allow_null=True, min_value=1)
+    dead_letter_queue = serializers.RegexField(
+        f"^{QUEUE_NAME.pattern}$",
+        allow_null=True,
+        help_text="Where its dead messages go, ready; null: they stay here, dead.",
+    )
     ready = serializers.IntegerField(min_value=0)
     delayed = serializers.IntegerField(min_value=0)
     leased = serializers.IntegerField(min_value=0)
@@ -167,6 +174,13 @@ class QueueSettings(serializers.Serializer):
         allow_null=True,
         required=False,
         help_text="Deliveries before a message is dead; null: MQ_MAX_ATTEMPTS.",
+    )
+    dead_letter_queue = serializers.RegexField(
+        f"^{QUEUE_NAME.pattern}$",
+        allow_null=True,
+        required=False,
+        help_text="A queue (created if new, not this one) that receives this queue's dead "
+        "messages, ready, attempts reset; null: they stay here, dead.",
     )
 
 
@@ -429,7 +443,7 @@ queue_detail = extend_schema_view(
         responses=_answers({200: QueueInfo}),
     ),
     put=extend_schema(
-        summary="Change a queue's `timeout` and `max_attempts`",
+        summary="Change a queue's `timeout`, `max_attempts` and `dead_letter_queue`",
         request={"application/json": QueueSettings},
         responses=_answers({200: QueueInfo}, 415),
     ),

@@ -155,6 +155,7 @@ def stats_json(stats: domain.QueueStats) -> dict:
         "name": stats.name,
         "timeout": stats.timeout,
         "max_attempts": stats.max_attempts,
+        "dead_letter_queue": stats.dead_letter_queue,
         "ready": stats.ready,
         "delayed": stats.delayed,
         "leased": stats.leased,
@@ -171,7 +172,8 @@ class QueueList(APIView):
 
 @schema.queue_detail
 class QueueDetail(QueueView):
-    """A queue's settings and counts; PUT changes ``timeout`` and ``max_attempts``."""
+    """A queue's settings and counts; PUT changes ``timeout``, ``max_attempts`` and
+    ``dead_letter_queue``."""
 
     def get(self, request, **kwargs):
         stats = domain.queue_stats(queues=[self.queue])
@@ -186,6 +188,8 @@ class QueueDetail(QueueView):
             changes["timeout"] = inputs.lease_timeout(fields["timeout"])
         if "max_attempts" in fields:
             changes["max_attempts"] = inputs.max_attempts(fields["max_attempts"])
+        if "dead_letter_queue" in fields:
+            changes["dead_letter_queue"] = inputs.dead_letter_queue(fields["dead_letter_queue"])
         domain.configure(self.queue, **changes)
         return self.get(request, **kwargs)
 
