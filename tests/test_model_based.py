@@ -489,7 +489,7 @@ class QueueMachine(RuleBasedStateMachine):
         assert response.json() == {"queues": expected}
 
 
-# 200 sequences of up to 30 steps (17 on average), each step one call of the API
+# 200 sequences of up to 30 steps, each step one call of the API
 # and one GET /queues. Longer sequences find more than many short ones: a planted
 # bug (a lease that ran out sent its message to the back) needs a send, a next, a
 # lease running out and another next on one queue, which 200 sequences of 10
