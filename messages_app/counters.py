@@ -1,12 +1,14 @@
 """Counters that last: what happened to each queue's messages, per minute.
 
 Each server process counts in memory: the hot path adds to a row of numbers in
-a dict under a lock, nothing else. A background thread (started with the first
-count) adds those numbers to the database every ``MQ_COUNTERS_FLUSH`` seconds,
-and once more when the process exits normally: an upsert that adds, into a
-minute's bucket, its hour's bucket and the queue's totals
-(``models.CounterBucket``), so the numbers survive restarts and add up across
-processes. A ``kill -9`` loses what was counted since the last flush. Once a
+a dict under a lock, nothing else (not even a look at the clock). A background
+thread (started with the first count) adds those numbers to the database every
+``MQ_COUNTERS_FLUSH`` seconds, and once more when the process exits normally:
+an upsert that adds, into the minute of the flush, its hour and the queue's
+totals (``models.CounterBucket``), so the numbers survive restarts and add up
+across processes. A count lands in the minute it is flushed in, at most
+``MQ_COUNTERS_FLUSH`` seconds after it happened. A ``kill -9`` loses what was
+counted since the last flush. Once a
 minute the thread also samples every queue's depth (the counts of /queues) into
 the minute and the hour, and prunes minute buckets older than ``MINUTES_KEPT``
 and hour buckets older than ``HOURS_KEPT``.
@@ -88,10 +90,6 @@ def delivered_at(lease: str | None) -> float | None:
         return None
 
 
-def processing_bucket(seconds: float) -> int:
-    return bisect.bisect_left(PROCESSING_BOUNDS, seconds)
-
-
 class Counters:
     """This process's counts not yet flushed, by (queue, minute)."""
 
@@ -100,54 +98,55 @@ class Counters:
         # now -> {queue: store.Counts}: the depth of every queue.
         self._sample_depth = sample_depth
         self._lock = threading.Lock()
-        self._pending: dict[tuple[str, int], list] = {}
+        self._pending: dict[str, list] = {}
         self._flushing = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._finalizer: Finalize | None = None
         self._housekept = 0  # the minute of the last depth sample and prune
 
-    def _row(self, queue: str) -> list:
-        """The pending row of ``queue`` for this minute (call with the lock held)."""
-        key = (queue, int(time.time()) // MINUTE)
-        row = self._pending.get(key)
-        if row is None:
-            row = self._pending[key] = [0] * len(ADDED)
-            if self._thread is None:
-                self._start()
+    def _new_row(self, queue: str) -> list:
+        """A pending row for ``queue`` (call with the lock held)."""
+        row = self._pending[queue] = [0] * len(ADDED)
+        if self._thread is None:
+            self._start()
         return row
 
     def add(self, queue: str, counter: int, n: int = 1) -> None:
         with self._lock:
-            self._row(queue)[counter] += n
+            (self._pending.get(queue) or self._new_row(queue))[counter] += n
 
     def delivered(self, queue: str, rows: list) -> None:
         """``rows`` (the store's ``ClaimedRow``) were delivered."""
-        redelivered = sum(1 for row in rows if row.attempts > 1)
-        expired = sum(1 for row in rows if row.lease[-1:] == EXPIRED_MARK)
+        redelivered = expired = 0
+        for row in rows:
+            if row.attempts > 1:
+                redelivered += 1
+                if row.lease[-1:] == EXPIRED_MARK:
+                    expired += 1
         with self._lock:
-            row = self._row(queue)
-            row[DELIVERED] += len(rows)
-            row[REDELIVERED] += redelivered
-            row[EXPIRED] += expired
+            pending = self._pending.get(queue) or self._new_row(queue)
+            pending[DELIVERED] += len(rows)
+            pending[REDELIVERED] += redelivered
+            pending[EXPIRED] += expired
 
-    def acked(self, queue: str, leases: Iterable[str | None]) -> None:
-        now = time.time()
+    def acked(self, queue: str, leases: Iterable[str | None], now: datetime) -> None:
+        """Deliveries with ``leases`` (their stored tokens) were done at ``now``."""
+        now = now.timestamp()
         with self._lock:
-            row = self._row(queue)
+            pending = self._pending.get(queue) or self._new_row(queue)
             for lease in leases:
-                row[ACKED] += 1
+                pending[ACKED] += 1
                 start = delivered_at(lease)
                 if start is not None:
                     seconds = max(now - start, 0.0)
-                    row[_FIRST_BUCKET + processing_bucket(seconds)] += 1
-                    row[_SECONDS] += seconds
+                    pending[_FIRST_BUCKET + bisect.bisect_left(PROCESSING_BOUNDS, seconds)] += 1
+                    pending[_SECONDS] += seconds
 
     def forget(self, queue: str) -> None:
         """Drop ``queue``'s pending counts (it was deleted, with its history)."""
         with self._lock:
-            for key in [key for key in self._pending if key[0] == queue]:
-                del self._pending[key]
+            self._pending.pop(queue, None)
 
     # The background thread.
 
@@ -185,18 +184,27 @@ class Counters:
     # What the thread does; the tests call these directly.
 
     def flush(self) -> None:
-        """Add what is pending to the stored buckets (kept pending if that fails)."""
+        """Add what is pending to the buckets of this minute, its hour and the
+        totals (kept pending if that fails)."""
         with self._flushing:
             with self._lock:
                 pending, self._pending = self._pending, {}
             if not pending:
                 return
+            now = datetime.fromtimestamp(time.time(), UTC)
+            rows = [
+                ((queue, span, _start(now, span)), row)
+                for queue, row in sorted(pending.items())
+                for span in (EVER, MINUTE, HOUR)
+            ]
             try:
-                self.store.add_counters(sorted(_buckets(pending).items()))
+                self.store.add_counters(rows)
             except Exception:
                 with self._lock:
-                    for key, row in pending.items():
-                        _add_to(self._pending.setdefault(key, [0] * len(ADDED)), row)
+                    for queue, row in pending.items():
+                        total = self._pending.get(queue) or self._new_row(queue)
+                        for i, n in enumerate(row):
+                            total[i] += n
                 raise
 
     def housekeeping(self, now: datetime | None = None) -> None:
@@ -224,22 +232,6 @@ class Counters:
 def _start(moment: datetime, span: int) -> datetime:
     seconds = int(moment.timestamp())
     return datetime.fromtimestamp(seconds - seconds % span, UTC) if span else EPOCH
-
-
-def _add_to(total: list, row: list) -> None:
-    for i, n in enumerate(row):
-        total[i] += n
-
-
-def _buckets(pending: dict[tuple[str, int], list]) -> dict[tuple[str, int, datetime], list]:
-    """Each (queue, minute)'s counts added to its minute, its hour and the totals."""
-    buckets: dict[tuple[str, int, datetime], list] = {}
-    for (queue, minute), row in pending.items():
-        moment = datetime.fromtimestamp(minute * MINUTE, UTC)
-        for span in (MINUTE, HOUR, EVER):
-            key = (queue, span, _start(moment, span))
-            _add_to(buckets.setdefault(key, [0] * len(ADDED)), row)
-    return buckets
 
 
 # Reading them back.

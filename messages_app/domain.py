@@ -193,10 +193,11 @@ def done(queue: str, message_id: int, lease: str | None = None) -> None:
     """Mark a delivered message done: it is deleted if the caller holds it
     (compare-and-set, one statement)."""
     process = runtime.current()
-    deleted = process.store.delete_held(queue, [(message_id, lease)], timezone.now())
+    now = timezone.now()
+    deleted = process.store.delete_held(queue, [(message_id, lease)], now)
     if not deleted:
         raise _why_not_held(queue, message_id, lease)
-    process.counters.acked(queue, deleted.values())
+    process.counters.acked(queue, deleted.values(), now)
     process.store.deleted(1)
 
 
@@ -211,9 +212,10 @@ def done_many(queue: str, entries: list[tuple[int, str | None]]) -> DoneResult:
     leases per statement, in one transaction); each one that cannot be done
     fails alone, with the reason a single done would give."""
     process = runtime.current()
-    ids = process.store.delete_held(queue, entries, timezone.now())
+    now = timezone.now()
+    ids = process.store.delete_held(queue, entries, now)
     if ids:
-        process.counters.acked(queue, ids.values())
+        process.counters.acked(queue, ids.values(), now)
     process.store.deleted(len(ids))
     failed = [
         (message_id, _why_not_held(queue, message_id, lease))
