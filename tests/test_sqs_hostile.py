@@ -58,3 +58,13 @@ def test_wrong_shapes_answer_sqs_errors_and_store_nothing(call, stored, action):
         assert body["__type"].startswith("com.amazonaws.sqs#"), (params, body)
         assert body["message"]
         assert stored() == before
+
+
+def test_a_body_over_the_request_limit_is_413_and_stores_nothing(call, stored, settings):
+    call("CreateQueue", {"QueueName": "target"})
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    before = stored()
+    status, body = call("SendMessage", {"QueueUrl": URL, "MessageBody": "x" * 2000})
+    assert status == 413
+    assert body["__type"] == "com.amazonaws.sqs#RequestEntityTooLarge"
+    assert stored() == before
