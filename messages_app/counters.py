@@ -22,6 +22,7 @@ counted where it is observed without another query.
 
 import bisect
 import logging
+import re
 import secrets
 import threading
 import time
@@ -71,6 +72,7 @@ WINDOWS = {"1h": (MINUTE, 60), "24h": (MINUTE, 24 * 60), "30d": (HOUR, 30 * 24)}
 # digits), 20 random hex digits, and a mark: FRESH_MARK as the domain makes it,
 # EXPIRED_MARK when the claim found the message's previous lease run out.
 FRESH_MARK, EXPIRED_MARK = "n", "e"
+LEASE_TOKEN = re.compile(rf"[0-9a-f]{{31}}[{FRESH_MARK}{EXPIRED_MARK}]")
 
 
 def new_lease(now: datetime) -> str:

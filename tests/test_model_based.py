@@ -14,7 +14,6 @@ reproduce it.
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -34,6 +33,7 @@ from hypothesis.stateful import (
 )
 
 from messages_app import runtime
+from messages_app.counters import LEASE_TOKEN
 from messages_app.errors import STATUS
 from messages_app.models import IdempotencyKey, Message, Queue
 
@@ -43,7 +43,6 @@ START = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 QUEUES = ("default", "jobs")
 # A well-formed lease token the server never hands out.
 UNKNOWN_LEASE = "0" * 32
-TOKEN = re.compile(r"[0-9a-f]{32}")
 STATES = ("ready", "delayed", "leased", "dead")
 
 
@@ -95,7 +94,9 @@ class Model:
         self.now = 0.0
         self.pending_timeout = pending_timeout
         self.max_attempts = max_attempts
-        self.queues: dict[str, dict] = {}  # name -> {"timeout", "max_attempts"}
+        self.queues: dict[
+            str, dict
+        ] = {}  # name -> {"timeout", "max_attempts", "dead_letter_queue"}
         self.messages: dict[int, Stored] = {}
         self.leases: dict[int, list[str]] = {}  # every token handed out, per message id
         self.last_id = 0
@@ -142,7 +143,10 @@ class Model:
     # Operations
 
     def ensure(self, queue: str) -> None:
-        self.queues.setdefault(queue, {"timeout": None, "max_attempts": None})
+        # No dead-letter queue: dead messages stay in place, as the model keeps them.
+        self.queues.setdefault(
+            queue, {"timeout": None, "max_attempts": None, "dead_letter_queue": None}
+        )
 
     def send(self, queue: str, payloads: list, delay: float, ids: list[int]) -> None:
         assert len(ids) == len(payloads)
@@ -334,7 +338,9 @@ class QueueMachine(RuleBasedStateMachine):
         assert got == expected
         issued = {t for ts in self.model.leases.values() for t in ts}
         for body in delivered:
-            assert TOKEN.fullmatch(body["lease"]) and body["lease"] not in issued, body["lease"]
+            assert LEASE_TOKEN.fullmatch(body["lease"]) and body["lease"] not in issued, body[
+                "lease"
+            ]
             self.model.hand_out(body["id"], body["lease"])
 
     @staticmethod

@@ -20,7 +20,7 @@ import simplejson
 from django.conf import settings
 from django.db import IntegrityError
 
-from .. import domain
+from .. import counters, domain
 from ..errors import MessageNotFound, QueueError
 from ..models import QUEUE_NAME
 from . import digests
@@ -621,7 +621,7 @@ def _selected(name: str, patterns: list[str]) -> bool:
 def receipt(handle) -> tuple[int, str]:
     """The message id and lease of a receipt handle."""
     message_id, _, lease = str(handle or "").partition(":")
-    if not (message_id.isdigit() and re.fullmatch(r"[0-9a-f]{32}", lease)):
+    if not (message_id.isdigit() and counters.LEASE_TOKEN.fullmatch(lease)):
         raise SQSError(
             "ReceiptHandleIsInvalid", f'The input receipt handle "{handle}" is not valid.'
         )
