@@ -390,6 +390,26 @@ def test_a_malformed_ack_batch_is_refused_and_deletes_nothing(api, stored, body,
     assert list(Message.objects.values_list("id", flat=True)) == ids
 
 
+def test_a_batch_naming_one_message_twice_is_refused_and_deletes_nothing(api, stored):
+    send_batch(api, ["a", "b"])
+    first, second = claim_batch(api, count=2)
+    before = stored()
+
+    response = api.post(
+        "/messages/status/done",
+        {
+            "messages": [
+                {"id": first["id"], "lease": first["lease"]},
+                {"id": second["id"], "lease": second["lease"]},
+                {"id": first["id"], "lease": second["lease"]},
+            ]
+        },
+    )
+
+    assert_error(response, 400, "invalid_messages")
+    assert stored() == before
+
+
 def test_acking_a_batch_takes_as_many_queries_for_100_messages_as_for_2(api):
     send_batch(api, list(range(102)))
     small_batch = claim_batch(api, count=2)

@@ -197,4 +197,7 @@ def done_entries(data) -> list[tuple[int, str | None]]:
                 "lease must be the token string given with the message", "invalid_lease"
             )
         pairs.append((id_, lease_))
+    if len({id_ for id_, _ in pairs}) < len(pairs):
+        # Which of two entries for one message would count is anybody's guess.
+        raise QueueError("each message id at most once in a batch", "invalid_messages")
     return pairs
