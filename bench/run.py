@@ -6,8 +6,10 @@ side with RabbitMQ, the raw claim SQL and a bare Django view, on this machine.
     python bench/run.py --only seed,rabbit --databases sqlite --runs 5
     python bench/run.py --compare-servers   # granian vs gunicorn on the seed cycle
 
-Workloads (--only): ceiling, rabbit, seed, batch, rawsql, scaleout, backlog,
-rss, longpoll. See bench/README.md for what each does and how to read the table.
+Workloads (--only): ceiling, rabbit, seed, batch, sqs, rawsql, scaleout,
+backlog, rss, longpoll (sqs: the seed cycle's shape through our /sqs endpoint
+with boto3, one at a time and in batches of 10). See bench/README.md for what
+each does and how to read the table.
 """
 
 import argparse
@@ -30,6 +32,7 @@ import loadgen
 import psutil
 import rabbit
 import rawsql
+import sqs
 from common import wait_until
 from report import NAMES, bench_report, servers_report
 from server import (
@@ -42,7 +45,7 @@ from server import (
     product_shape,
 )
 
-WORKLOADS = "ceiling,rabbit,seed,batch,rawsql,scaleout,backlog,rss,longpoll".split(",")
+WORKLOADS = "ceiling,rabbit,seed,batch,sqs,rawsql,scaleout,backlog,rss,longpoll".split(",")
 DATABASES = ["sqlite", "postgres"]
 BATCH = 100
 SERVERS = (
@@ -86,7 +89,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add = parser.add_argument
     add("--quick", action="store_true", help="smoke sizes: 2,000 messages, backlog 20,000, 1 run")
     add("--runs", type=int, help="repetitions (default 3, --quick 1)")
-    add("--only", default=",".join(WORKLOADS), help="comma list of workloads (default: all)")
+    add("--only", default=",".join(WORKLOADS), help=f"comma list of {','.join(WORKLOADS)} (all)")
     add("--databases", default=",".join(DATABASES), help="comma list (default: sqlite,postgres)")
     add(
         "--compare-servers",
@@ -95,7 +98,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="SERVER:WxT,...",
         help=f"instead: the seed cycle under each server config (default {SERVERS})",
     )
-    add("--messages", type=int, help="one-at-a-time cycles (default 20,000)")
+    add("--messages", type=int, help="one-at-a-time and SQS cycles (default 20,000)")
     add("--batch-messages", type=int, help="batched-100 cycles (default 100,000)")
     add("--backlog", type=int, help="stored messages for the backlog workload (default 1,000,000)")
     add("--claims", type=int, help="messages claimed at the head of each queue (default 10,000)")
@@ -280,6 +283,21 @@ def cycle(args, workdir, url, *, batch: int, servers: int = 1) -> dict:
             server.stop()
 
 
+def sqs_cycle(args, workdir, url, *, batch: int) -> dict:
+    """The seed cycle's shape through our server's /sqs endpoint, with boto3 clients."""
+    db.reset(url)
+    with product(args, workdir, url) as server:
+        server.start()
+        host, port = server.target
+        shape = {"producers": args.producers, "consumers": args.consumers}
+        return with_server_cpu(
+            [server],
+            lambda: sqs.cycle(
+                f"http://{host}:{port}/sqs", messages=args.messages, batch=batch, **shape
+            ),
+        )
+
+
 def rawsql_baseline(args, url: str) -> dict:
     db.reset(url)
     return rawsql.cycle(
@@ -385,6 +403,8 @@ def database_workloads(args, workdir: Path, kind: str) -> dict:
     workloads = {
         "seed": lambda: cycle(args, workdir, url, batch=1),
         "batch": lambda: cycle(args, workdir, url, batch=BATCH),
+        "sqs": lambda: sqs_cycle(args, workdir, url, batch=1),
+        "sqs_batch": lambda: sqs_cycle(args, workdir, url, batch=sqs.BATCH),
         "rawsql": lambda: rawsql_baseline(args, url),
         "scaleout": lambda: cycle(args, workdir, url, batch=1, servers=2),
         "backlog": lambda: backlog(args, workdir, url),
@@ -395,7 +415,8 @@ def database_workloads(args, workdir: Path, kind: str) -> dict:
         migrate(workdir, {"DATABASE_URL": url})
         out = {"version": db.version(url)}
         for key, run in workloads.items():
-            if key in args.only and not (key == "scaleout" and kind != "postgres"):
+            selected = {"sqs_batch": "sqs"}.get(key, key) in args.only  # --only sqs: both
+            if selected and not (key == "scaleout" and kind != "postgres"):
                 out[key] = attempt(f"{name} {key}", run)
         return out
     finally:
@@ -456,7 +477,15 @@ def machine_info(args) -> dict:
             cpu = line.split(":", 1)[1].strip()
             break
     versions = []
-    for package in ("django", "djangorestframework", "granian", "gunicorn", "psycopg", "pika"):
+    for package in (
+        "django",
+        "djangorestframework",
+        "granian",
+        "gunicorn",
+        "psycopg",
+        "pika",
+        "boto3",
+    ):
         try:
             versions.append(f"{package} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
