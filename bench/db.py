@@ -13,6 +13,9 @@ from common import make_payload
 
 TABLE = "messages_app_message"
 QUEUE_TABLE = "messages_app_queue"
+# Its JSON columns (the SQS endpoint's) have no database default: given here.
+QUEUE_COLUMNS = "name, created_at, sqs_attributes, tags"
+QUEUE_JSON = "'{}', '{}'"
 QUEUE = "default"
 
 
@@ -82,14 +85,14 @@ def reset(url: str) -> None:
         if url.startswith("sqlite:"):
             conn.execute(f"DELETE FROM {TABLE}")
             conn.execute(
-                f"INSERT OR IGNORE INTO {QUEUE_TABLE} (name, created_at) VALUES (?, ?)",
+                f"INSERT OR IGNORE INTO {QUEUE_TABLE} ({QUEUE_COLUMNS}) VALUES (?, ?, {QUEUE_JSON})",
                 (QUEUE, _sqlite_time(datetime.now(UTC))),
             )
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         else:
             conn.execute(f"TRUNCATE {TABLE}")
             conn.execute(
-                f"INSERT INTO {QUEUE_TABLE} (name, created_at) VALUES (%s, now())"
+                f"INSERT INTO {QUEUE_TABLE} ({QUEUE_COLUMNS}) VALUES (%s, now(), {QUEUE_JSON})"
                 " ON CONFLICT DO NOTHING",
                 (QUEUE,),
             )
