@@ -85,7 +85,8 @@ def reset(url: str) -> None:
         if url.startswith("sqlite:"):
             conn.execute(f"DELETE FROM {TABLE}")
             conn.execute(
-                f"INSERT OR IGNORE INTO {QUEUE_TABLE} ({QUEUE_COLUMNS}) VALUES (?, ?, {QUEUE_JSON})",
+                f"INSERT OR IGNORE INTO {QUEUE_TABLE} ({QUEUE_COLUMNS})"
+                f" VALUES (?, ?, {QUEUE_JSON})",
                 (QUEUE, _sqlite_time(datetime.now(UTC))),
             )
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
