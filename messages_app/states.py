@@ -21,7 +21,7 @@ placeholders), and ``Message.state()`` evaluates it on a row in Python
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q, Value
+from django.db.models import F, OuterRef, Q, Value
 from django.db.models.functions import Coalesce
 
 # No limit on deliveries: larger than any attempts counter will ever get.
@@ -39,9 +39,12 @@ def effective_timeout(queue_timeout: float | None) -> float:
     return queue_timeout if queue_timeout is not None else settings.PENDING_TIMEOUT / 1000
 
 
-def max_attempts_expression(field: str = "queue__max_attempts") -> Coalesce:
-    """``effective_max_attempts`` as an expression over each row's queue."""
-    return Coalesce(F(field), Value(effective_max_attempts(None)))
+def max_attempts_expression(field: str | OuterRef = "queue__max_attempts") -> Coalesce:
+    """``effective_max_attempts`` as an expression over each row's queue (the
+    queue's ``max_attempts`` named by ``field``: a path, or an OuterRef)."""
+    return Coalesce(
+        F(field) if isinstance(field, str) else field, Value(effective_max_attempts(None))
+    )
 
 
 # ``dead IN (false)``, not ``dead=False``: on SQLite the ORM writes the latter

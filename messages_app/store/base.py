@@ -16,8 +16,7 @@ from functools import lru_cache
 from typing import TypeVar
 
 from django.db import connection, models, transaction
-from django.db.models import Count, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Count, OuterRef, Q, Subquery
 
 from .. import counters, states
 from ..models import CounterBucket, Message, Queue
@@ -330,7 +329,7 @@ class Store:
         )
         # The oldest message that is not dead: the first of each queue's range of
         # message_claim_idx (stored alive) that is not spent either.
-        limit = Coalesce(OuterRef("max_attempts"), Value(states.effective_max_attempts(None)))
+        limit = states.max_attempts_expression(OuterRef("max_attempts"))
         first_alive = (
             Message.objects.alive()
             .filter(queue_id=OuterRef("name"))
