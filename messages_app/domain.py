@@ -528,6 +528,7 @@ def send_each(queue: str, messages: list[Outgoing]) -> list[int]:
     ]
     with transaction.atomic():
         ids = [row.id for row in Message.objects.bulk_create(rows)]
+    runtime.current().counters.add(queue, counters.SENT, len(ids))
     if any(not m.delay for m in messages):
         _changed_on_commit(queue)
     return ids
@@ -571,5 +572,4 @@ def drop_expired(queue: str, retention: float) -> int:
     first = oldest.values_list("created_at", flat=True).first()
     if first is None or first >= cutoff:
         return 0
-    with transaction.atomic():
-        return purge(Message.objects.filter(queue_id=queue, created_at__lt=cutoff))
+    return purge(Message.objects.filter(queue_id=queue, created_at__lt=cutoff))

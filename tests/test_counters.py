@@ -3,6 +3,7 @@ per-minute, per-hour and total buckets in the database (messages_app/counters.py
 ``domain.queue_history`` reads them back for the stats API and the charts."""
 
 import io
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -151,6 +152,26 @@ def test_redrive_and_purge_are_counted(api):
 
     bucket = last_bucket("q")
     assert (bucket.redriven, bucket.purged) == (1, 2)
+
+
+def sqs(client, action: str, **params) -> dict:
+    response = client.post(
+        "/sqs",
+        json.dumps(params),
+        content_type="application/x-amz-json-1.0",
+        HTTP_X_AMZ_TARGET=f"AmazonSQS.{action}",
+    )
+    assert response.status_code == 200, response.content
+    return json.loads(response.content)
+
+
+def test_messages_sent_over_sqs_are_counted(client):
+    url = sqs(client, "CreateQueue", QueueName="jobs")["QueueUrl"]
+    sqs(client, "SendMessage", QueueUrl=url, MessageBody="one")
+    entries = [{"Id": str(n), "MessageBody": f"m{n}"} for n in range(2)]
+    sqs(client, "SendMessageBatch", QueueUrl=url, Entries=entries)
+
+    assert last_bucket("jobs").sent == 3
 
 
 def test_the_processing_time_is_the_time_from_delivery_to_ack(api, clock):
