@@ -6,7 +6,7 @@ import pytest
 from django.db import connection, models
 
 from messages_app import runtime
-from messages_app.models import Message
+from messages_app.models import Message, Queue
 
 
 @pytest.fixture
@@ -43,3 +43,21 @@ def test_a_new_column_with_a_default_is_filled_by_single_and_batch_sends(priorit
     message = api.next().json()
     assert (message["id"], message["payload"]) == (one, "single")
     assert api.done(message["id"], message["lease"]).status_code == 200
+
+
+def test_a_write_outside_a_transaction_that_fails_is_rolled_back_and_the_next_goes_through(
+    transactional_db, api
+):
+    """Outside any transaction the hot path's writes run on their own (on SQLite
+    straight on the sqlite3 connection): a send to a queue whose row went away
+    fails at its commit (a foreign key), is rolled back, and the send stores the
+    queue again and goes through; so do the claim and the done after it."""
+    api.send("before", queue="jobs")
+    Queue.objects.filter(name="jobs").delete()  # as another process deleting the queue
+
+    sent = api.send("after", queue="jobs")
+
+    message = api.next(queue="jobs").json()
+    assert (message["id"], message["payload"]) == (sent, "after")
+    assert api.done(sent, message["lease"], queue="jobs").status_code == 200
+    assert not Message.objects.exists()

@@ -9,7 +9,6 @@ made, each shape of compare-and-set delete the first time it is used.
 """
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -130,11 +129,9 @@ class Store:
             "created_at": adapt(created_at),
             "visible_at": adapt(visible_at),
         }
-        statement, params = self._insert_statement(payloads, values)
-        with self.one_write(), connection.cursor() as cursor:
-            cursor.execute(statement, params)
-            # Ids are handed out in row order; RETURNING's order is not promised.
-            return sorted(row[0] for row in cursor.fetchall())
+        rows = self.write(*self._insert_statement(payloads, values))
+        # Ids are handed out in row order; RETURNING's order is not promised.
+        return sorted(row[0] for row in rows)
 
     def _defaults(self) -> dict:
         return {
@@ -167,27 +164,26 @@ class Store:
         chunks = [groups[i : i + TERMS_PER_DELETE] for i in range(0, len(groups), TERMS_PER_DELETE)]
 
         def delete() -> dict[int, str]:
+            if len(chunks) == 1:
+                return dict(self.write(*self._delete_statement(queue, chunks[0], now)))
             deleted: dict[int, str] = {}
-            with self.one_write() if len(chunks) == 1 else transaction.atomic():
+            with transaction.atomic(), connection.cursor() as cursor:
                 for chunk in chunks:
-                    deleted |= self._delete_chunk(queue, chunk, now)
+                    cursor.execute(*self._delete_statement(queue, chunk, now))
+                    deleted |= dict(cursor.fetchall())
             return deleted
 
         return self.retrying(delete)
 
-    def _delete_chunk(self, queue: str, groups: list[tuple[str | None, list[int]]], now):
+    def _delete_statement(self, queue: str, groups: list[tuple[str | None, list[int]]], now):
+        """The compare-and-set delete of ``groups`` (lease, ids), and its parameters."""
         shape = tuple((len(ids), lease is not None) for lease, ids in groups)
         where, params = self._held_where(shape)
         values = {"queue": queue, "now": connection.ops.adapt_datetimefield_value(now)}
         for g, (lease, ids) in enumerate(groups):
             values[f"lease{g}"] = lease
             values.update((f"id{g}.{i}", message_id) for i, message_id in enumerate(ids))
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"DELETE FROM {TABLE} WHERE {where} RETURNING id, lease",
-                states.bind(params, values),
-            )
-            return dict(cursor.fetchall())
+        return f"DELETE FROM {TABLE} WHERE {where} RETURNING id, lease", states.bind(params, values)
 
     @staticmethod
     def _compile_held(shape: tuple[tuple[int, bool], ...]) -> tuple[str, list]:
@@ -201,9 +197,11 @@ class Store:
         rule = Q(queue_id=QUEUE, id__in=all_ids) & held
         return states.compile_where(Message, rule, connection)
 
-    def one_write(self) -> AbstractContextManager:
-        """Around a write of one statement, which is atomic by itself."""
-        return nullcontext()
+    def write(self, statement: str, params: list) -> list[tuple]:
+        """Run one write statement, atomic by itself; the rows it returns."""
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall()
 
     def retrying(self, transaction_function: Callable[[], T]) -> T:
         """Run a short write transaction (again, where the database may pick it

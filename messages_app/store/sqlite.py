@@ -8,7 +8,7 @@ processes' commits show in ``PRAGMA data_version``, nearly free to read.
 
 import time
 
-from django.db import connection, transaction
+from django.db import connection
 
 from .base import CLAIM_INDEX, SET_LEASE, TABLE, ChangeFeed, Store
 
@@ -33,12 +33,11 @@ class SQLiteStore(Store):
         """
 
     def _claim(self, pick, leases, lease_end):
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(self.claim_statement, [*leases, lease_end, *pick])
-            return cursor.fetchall()
+        return self.write(self.claim_statement, [*leases, lease_end, *pick])
 
-    def one_write(self):
-        return transaction.atomic()
+    def write(self, statement, params):
+        # In a transaction of its own, which takes its turn on the writer lock.
+        return connection.write(statement, params)
 
     def change_feed(self) -> ChangeFeed:
         return DataVersionFeed()
