@@ -11,6 +11,7 @@ is its ``runtime``.
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -27,8 +28,7 @@ MAX_WAIT_SECONDS = 20
 MAX_BATCH = 1000
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(NamedTuple):
     id: int
     payload: str  # JSON text
     lease: str

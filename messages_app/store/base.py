@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from django.db import connection, models, transaction
 from django.db.models import Count, OuterRef, Q, Subquery
@@ -45,8 +45,7 @@ COUNTER_ROWS_PER_STATEMENT = 200
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class ClaimedRow:
+class ClaimedRow(NamedTuple):
     id: int
     payload: str  # JSON text
     attempts: int
@@ -104,8 +103,11 @@ class Store:
         """Lease up to ``count`` deliverable messages of ``queue``, oldest first."""
         pick = [*self.pick_params(queue, now, limit), count]
         lease_end = connection.ops.adapt_datetimefield_value(lease_end)
-        rows = self._claim(pick, [lease, counters.after_expiry(lease)], lease_end)
-        return sorted((ClaimedRow(*row) for row in rows), key=lambda row: row.id)
+        leases = [lease, counters.after_expiry(lease)]
+        rows = [ClaimedRow._make(row) for row in self._claim(pick, leases, lease_end)]
+        if len(rows) > 1:
+            rows.sort()  # by id, the first field (and unique)
+        return rows
 
     def pick_params(self, queue: str, now: datetime, limit: int) -> list:
         """The parameters of ``ready_where``."""
@@ -129,9 +131,10 @@ class Store:
             "created_at": adapt(created_at),
             "visible_at": adapt(visible_at),
         }
-        rows = self.write(*self._insert_statement(payloads, values))
-        # Ids are handed out in row order; RETURNING's order is not promised.
-        return sorted(row[0] for row in rows)
+        ids = [row[0] for row in self.write(*self._insert_statement(payloads, values))]
+        if len(ids) > 1:
+            ids.sort()  # Ids are handed out in row order; RETURNING's order is not promised.
+        return ids
 
     def _defaults(self) -> dict:
         return {
