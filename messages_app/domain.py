@@ -123,7 +123,10 @@ def _count(per_queue: dict[str, int], *names: int) -> None:
 
 def _changed_on_commit(queue: str) -> None:
     process = runtime.current()
-    transaction.on_commit(lambda: process.changed(queue))
+    if connection.in_atomic_block:
+        transaction.on_commit(lambda: process.changed(queue))
+    else:
+        process.changed(queue)  # committed already (what on_commit would do)
 
 
 def send(queue: str, payload: str, delay: float = 0, key: str | None = None) -> tuple[int, bool]:

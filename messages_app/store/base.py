@@ -91,6 +91,15 @@ class Store:
         # Every column but the id, as the model has them now.
         self.insert_fields = [f for f in Message._meta.concrete_fields if not f.primary_key]
         self.insert_columns = ", ".join(field.column for field in self.insert_fields)
+        # The defaults of the columns an insert does not set: the constant ones
+        # prepared once, the others (callables) at each insert.
+        defaulted = [f for f in self.insert_fields if f.attname not in GIVEN]
+        self._constant_defaults = {
+            f.attname: f.get_db_prep_save(f.get_default(), connection)
+            for f in defaulted
+            if not callable(f.default)
+        }
+        self._callable_defaults = [f for f in defaulted if callable(f.default)]
 
     def close(self) -> None:
         """Stop what the store runs in the background."""
@@ -101,17 +110,20 @@ class Store:
         self, queue: str, count: int, lease: str, now: datetime, lease_end: datetime, limit: int
     ) -> list[ClaimedRow]:
         """Lease up to ``count`` deliverable messages of ``queue``, oldest first."""
-        pick = [*self.pick_params(queue, now, limit), count]
-        lease_end = connection.ops.adapt_datetimefield_value(lease_end)
+        adapt = connection.ops.adapt_datetimefield_value
+        pick = [*self._bind_pick(queue, adapt(now), limit), count]
         leases = [lease, counters.after_expiry(lease)]
-        rows = [ClaimedRow._make(row) for row in self._claim(pick, leases, lease_end)]
+        rows = [ClaimedRow._make(row) for row in self._claim(pick, leases, adapt(lease_end))]
         if len(rows) > 1:
             rows.sort()  # by id, the first field (and unique)
         return rows
 
     def pick_params(self, queue: str, now: datetime, limit: int) -> list:
         """The parameters of ``ready_where``."""
-        now = connection.ops.adapt_datetimefield_value(now)
+        return self._bind_pick(queue, connection.ops.adapt_datetimefield_value(now), limit)
+
+    def _bind_pick(self, queue: str, now, limit: int) -> list:
+        """``pick_params`` with ``now`` adapted already."""
         return states.bind(self._ready_params, {"queue": queue, "now": now, "limit": limit})
 
     def _claim(self, pick: list, leases: list[str], lease_end) -> list[tuple]:
@@ -138,9 +150,11 @@ class Store:
 
     def _defaults(self) -> dict:
         return {
-            field.attname: field.get_db_prep_save(field.get_default(), connection)
-            for field in self.insert_fields
-            if field.attname not in GIVEN
+            **self._constant_defaults,
+            **{
+                field.attname: field.get_db_prep_save(field.get_default(), connection)
+                for field in self._callable_defaults
+            },
         }
 
     def _insert_statement(self, payloads: list[str], values: dict) -> tuple[str, list]:
