@@ -13,7 +13,8 @@ database in a loop:
   database and wakes a waiter at.
 
 A woken waiter tries to claim; if it got messages it passes the wake-up on
-(there may be more), otherwise it waits again until its deadline.
+(there may be more), otherwise it waits again until its deadline. A waiter
+that reaches its deadline unwoken answers without claiming again.
 """
 
 import logging
