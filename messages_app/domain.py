@@ -210,7 +210,8 @@ def next_messages(
         if time.monotonic() >= deadline:
             return []
         _release_connection()
-        waiters.wait(queue, generation, deadline)
+        if not waiters.wait(queue, generation, deadline):
+            return []  # not woken since that claim found nothing: no need to claim again
         woken = True
 
 

@@ -13,7 +13,8 @@ database in a loop:
   database and wakes a waiter at.
 
 A woken waiter tries to claim; if it got messages it passes the wake-up on
-(there may be more), otherwise it waits again until its deadline.
+(there may be more), otherwise it waits again until its deadline. A waiter
+that reaches its deadline unwoken answers without claiming again.
 """
 
 import logging
@@ -63,9 +64,9 @@ class Waiters:
         with self._lock:
             return self._generation[queue]
 
-    def wait(self, queue: str, generation: int, deadline: float) -> None:
+    def wait(self, queue: str, generation: int, deadline: float) -> bool:
         """Block until ``queue`` is woken after ``generation``, or until ``deadline``
-        (``time.monotonic``)."""
+        (``time.monotonic``); whether it was woken."""
         with self._lock:
             self._start_watcher()
             condition = self._conditions.setdefault(queue, threading.Condition(self._lock))
@@ -77,6 +78,7 @@ class Waiters:
                     if remaining <= 0:
                         break
                     condition.wait(remaining)
+                return self._generation[queue] != generation
             finally:
                 self._waiting[queue] -= 1
                 if not self._waiting[queue]:
