@@ -3,10 +3,12 @@
 Calls the production WSGI application (``mq_project.wsgi.application``, the
 same callable granian calls) with the environ granian builds for the load
 generator's requests, reads the response and closes it as a server does.
-``product`` times a send / next / done cycle, each request apart, with the
-calling thread's CPU clock (``time.thread_time``): ROUNDS rounds of CYCLES
-cycles after a warm-up, the median of the rounds' means. On PostgreSQL it also
-reads the CPU the server's backends spent on each request, from
+``product`` sends the load generator's requests in blocks: CYCLES sends (a
+100-byte payload), CYCLES nexts, CYCLES dones (each with its lease), each
+block timed with the calling thread's CPU clock (``time.thread_time``, read
+once per block: a read costs several µs here); ROUNDS rounds after a
+warm-up, the median of the rounds' µs per request. On PostgreSQL it also
+reads the CPU the database's backends spent per request, from
 ``/proc/<pid>/schedstat`` (nanoseconds; ``/proc/<pid>/stat`` counts 10 ms
 ticks) of every client backend on the database (the pool's connections, whose
 pids ``pg_stat_activity`` gives), so it must run on the database's machine.
@@ -19,7 +21,7 @@ each runs in its own process)::
     python bench/inprocess.py bare_json
 
 It prints one JSON object: microseconds per request. The database must exist
-(it is migrated here) and should be empty: the cycles leave it as they found it.
+(it is migrated here) and should be empty: the rounds leave it as they found it.
 bench/run.py's ``inprocess`` workload runs all three on a fresh database.
 
 A full garbage collection walks every object start-up made (many more than a
@@ -77,33 +79,39 @@ def environ(method: str, path: str, body: bytes = b"") -> dict:
     return env
 
 
-class Caller:
-    """Calls a WSGI application as a server does: start_response, body, close."""
+def respond(application, env: dict) -> tuple[int, bytes]:
+    """Call a WSGI application as a server does: start_response, body, close."""
+    statuses = []
+    result = application(env, lambda status, headers, exc_info=None: statuses.append(status))
+    try:
+        content = b"".join(result)
+    finally:
+        if hasattr(result, "close"):
+            result.close()
+    return int(statuses[0][:3]), content
 
-    def __init__(self, application):
-        self.application = application
-        self.status = ""
 
-    def start_response(self, status, headers, exc_info=None):
-        self.status = status
-
-    def __call__(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-        result = self.application(environ(method, path, body), self.start_response)
-        try:
-            content = b"".join(result)
-        finally:
-            if hasattr(result, "close"):
-                result.close()
-        return int(self.status[:3]), content
+def block(application, environs: list[dict], expected: int, backends=None):
+    """Every request of ``environs`` in turn: (CPU seconds of this thread, of the
+    database backends, the answers' bodies). The environs are built beforehand,
+    as the server builds them before calling the app, and the clock is read once
+    per block (a read costs several µs here)."""
+    answers = []
+    database = backends.seconds() if backends else 0.0
+    started = time.thread_time()
+    for env in environs:
+        answers.append(respond(application, env))
+    spent = time.thread_time() - started
+    database = backends.seconds() - database if backends else 0.0
+    for status, body in answers:
+        assert status == expected, (env["PATH_INFO"], status, body)
+    return spent, database, [body for _, body in answers]
 
 
 class Backends:
-    """CPU time of the PostgreSQL backends serving the app (nothing on other databases)."""
+    """CPU time of the PostgreSQL backends serving the app."""
 
-    def __init__(self, url: str | None):
-        self.fds = []
-        if url is None:
-            return
+    def __init__(self, url: str):
         import psycopg
 
         with psycopg.connect(url, autocommit=True) as conn:
@@ -134,47 +142,41 @@ def product(url: str, cycles: int, rounds: int) -> dict:
     call_command("migrate", verbosity=0)
     from mq_project.wsgi import application
 
-    call = Caller(application)
-    backends = Backends(None)
+    backends = None  # until the warm-up has opened the app's connections
     kinds = ("send", "next", "done")
-    spent = {kind: 0.0 for kind in kinds}
-    spent_database = {kind: 0.0 for kind in kinds}
-    clock = time.thread_time
+    client = {kind: [] for kind in kinds}
+    database = {kind: [] for kind in kinds}
 
-    def timed(kind: str, method: str, path: str, body: bytes, expected: int) -> bytes:
-        database = backends.seconds()
-        started = clock()
-        status, answer = call(method, path, body)
-        spent[kind] += clock() - started
-        spent_database[kind] += backends.seconds() - database
-        assert status == expected, (kind, status, answer)
-        return answer
+    def rounds_of(count: int) -> dict:
+        """``count`` sends, then as many nexts, then as many dones (with their
+        leases), as the load generator sends them: the CPU of each kind, per request."""
+        sends = [
+            environ("POST", "/message/new", b'{"payload":' + payload(k) + b"}")
+            for k in range(count)
+        ]
+        spent = {}
+        spent["send"] = block(application, sends, 201, backends)
+        nexts = [environ("GET", "/message/next") for _ in range(count)]
+        spent["next"] = block(application, nexts, 200, backends)
+        dones = []
+        for message in map(json.loads, spent["next"][2]):
+            lease = f'{{"lease":"{message["lease"]}"}}'.encode()
+            dones.append(environ("POST", f"/message/{message['id']}/status/done", lease))
+        spent["done"] = block(application, dones, 200, backends)
+        return spent
 
-    def cycle(index: int) -> None:
-        # The load generator's requests: a 100-byte payload, the ack with its lease.
-        timed("send", "POST", "/message/new", b'{"payload":' + payload(index) + b"}", 201)
-        message = json.loads(timed("next", "GET", "/message/next", b"", 200))
-        lease = f'{{"lease":"{message["lease"]}"}}'.encode()
-        timed("done", "POST", f"/message/{message['id']}/status/done", lease, 200)
-
-    for index in range(50):
-        cycle(index)
+    rounds_of(50)
     gc.collect()
     gc.freeze()
     if url.startswith("postgres"):
         backends = Backends(url)
-    client = {kind: [] for kind in kinds}
-    database = {kind: [] for kind in kinds}
     for _ in range(rounds):
+        spent = rounds_of(cycles)
         for kind in kinds:
-            spent[kind] = spent_database[kind] = 0.0
-        for index in range(cycles):
-            cycle(index)
-        for kind in kinds:
-            client[kind].append(spent[kind] / cycles * 1e6)
-            database[kind].append(spent_database[kind] / cycles * 1e6)
+            client[kind].append(spent[kind][0] / cycles * 1e6)
+            database[kind].append(spent[kind][1] / cycles * 1e6)
     out = summary(client)
-    if backends.fds:
+    if backends:
         out["database"] = summary(database)
     return out
 
@@ -189,20 +191,12 @@ def summary(rounds: dict) -> dict:
 def bare(path: str, requests: int, rounds: int) -> dict:
     from bare_app import application
 
-    call = Caller(application)
-    for _ in range(100):
-        assert call("GET", path)[0] == 200
+    block(application, [environ("GET", path) for _ in range(100)], 200)
     gc.collect()
     gc.freeze()
-    clock = time.thread_time
     means = []
     for _ in range(rounds):
-        spent = 0.0
-        for _ in range(requests):
-            started = clock()
-            status, _ = call("GET", path)
-            spent += clock() - started
-            assert status == 200
+        spent, _, _ = block(application, [environ("GET", path) for _ in range(requests)], 200)
         means.append(spent / requests * 1e6)
     return {"get": statistics.median(means)}
 
