@@ -8,7 +8,6 @@ import dataclasses
 import functools
 
 import simplejson
-from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse
 from rest_framework import views
@@ -52,15 +51,13 @@ class APIView(views.APIView):
     (``parsers.read_body``), whether or not the handler reads it.
 
     The request is ``parsers.Request``; the policy objects are made once per
-    set of classes, not per request. While ``MQ_API_TOKENS`` is empty every
-    caller is let in (``auth.BearerToken`` finds no one, ``auth.HasQueueToken``
-    lets anyone through): neither is called then."""
+    set of classes, not per request."""
 
     def initialize_request(self, request, *args, **kwargs):
         return parsers.Request(
             request,
             parsers=self.get_parsers(),
-            authenticators=self.get_authenticators() if settings.MQ_API_TOKENS else (),
+            authenticators=self.get_authenticators(),
             negotiator=self.get_content_negotiator(),
             parser_context=self.get_parser_context(request),
         )
@@ -76,10 +73,6 @@ class APIView(views.APIView):
 
     def get_permissions(self):
         return instances(tuple(self.permission_classes))
-
-    def check_permissions(self, request):
-        if settings.MQ_API_TOKENS:
-            super().check_permissions(request)
 
     def get_content_negotiator(self):
         return instances((self.content_negotiation_class,))[0]
