@@ -130,6 +130,8 @@ def product(url: str, cycles: int, rounds: int) -> dict:
         DATABASE_URL=url,
         SECRET_KEY="bench-only-secret-key",
         MQ_COUNTERS_FLUSH="0",
+        # Leases outlive a block of nexts however slow the machine: the dones find them.
+        PENDING_TIMEOUT="3600000",
         DJANGO_SETTINGS_MODULE="mq_project.settings",
     )
     sys.path.insert(0, str(ROOT))
