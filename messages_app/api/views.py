@@ -18,8 +18,17 @@ from . import inputs, parsers, schema
 DEFAULT_QUEUE = "default"
 
 
+def json_text_response(text: str, status: int = 200) -> HttpResponse:
+    """JSON text as the response's bytes, its Content-Length set here (the handler
+    would otherwise measure the body again)."""
+    body = text.encode()
+    response = HttpResponse(body, status=status, content_type="application/json")
+    response.headers["Content-Length"] = str(len(body))
+    return response
+
+
 def json_response(data, status: int = 200) -> HttpResponse:
-    return HttpResponse(simplejson.dumps(data), status=status, content_type="application/json")
+    return json_text_response(simplejson.dumps(data), status)
 
 
 def no_content() -> HttpResponse:
@@ -117,7 +126,7 @@ class NextMessage(QueueView):
         )
         if not deliveries:
             return no_content()
-        return HttpResponse(delivery_json(deliveries[0]), content_type="application/json")
+        return json_text_response(delivery_json(deliveries[0]))
 
 
 @schema.message_done
@@ -170,7 +179,7 @@ class NextMessages(QueueView):
             wait=inputs.wait(params.get("wait")),
         )
         body = '{"messages":[' + ",".join(delivery_json(d) for d in deliveries) + "]}"
-        return HttpResponse(body, content_type="application/json")
+        return json_text_response(body)
 
 
 @schema.messages_done
