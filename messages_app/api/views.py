@@ -60,7 +60,7 @@ class APIView(views.APIView):
     (``parsers.read_body``), whether or not the handler reads it.
 
     The request is ``parsers.Request``; the policy objects are made once per
-    set of classes, not per request."""
+    set of classes, not per request, and the default headers once per class."""
 
     def initialize_request(self, request, *args, **kwargs):
         return parsers.Request(
@@ -82,6 +82,15 @@ class APIView(views.APIView):
 
     def get_permissions(self):
         return instances(tuple(self.permission_classes))
+
+    @property
+    def default_response_headers(self):
+        # DRF's (the Allow list of the view's methods), worked out once per view
+        # class; a copy, as DRF pops Vary from it.
+        view_class = type(self)
+        if "_default_response_headers" not in view_class.__dict__:
+            view_class._default_response_headers = super().default_response_headers
+        return dict(view_class._default_response_headers)
 
     def get_content_negotiator(self):
         return instances((self.content_negotiation_class,))[0]
