@@ -70,7 +70,19 @@ def _errors(result: dict) -> int:
 
 def our_rows(args) -> list:
     """(label, workload key, value of one database in one run, format)."""
+
+    def hot(part=None):
+        def value(d):
+            result = d["inprocess"] if part is None else d["inprocess"][part]
+            return tuple(result[k] for k in ("send", "next", "done", "mean"))
+
+        return value
+
     return [
+        ("in process, CPU per request: send / next / done / mean, µs", "inprocess",
+         hot(), ",.0f"),
+        ("in process, PostgreSQL backends' CPU per request: send / next / done / mean, µs",
+         "inprocess", hot("database"), ",.0f"),
         (f"seed cycle, msg/s ({args.producers}P+{args.consumers}C, {args.messages:,} msgs)",
          "seed", lambda d: d["seed"]["rate"], ",.0f"),
         ("seed cycle latency p50 / p99, ms", "seed",
@@ -123,6 +135,9 @@ def baseline_rows(args) -> list:
     def rabbit(key):
         return lambda r: r["rabbit"][key]
 
+    def bare(key):
+        return lambda r: r["inprocess"][key]
+
     c = args.producers + args.consumers
     return [
         (f"generator ceiling (canned response, {c} connections), req/s",
@@ -134,6 +149,10 @@ def baseline_rows(args) -> list:
          lambda r: r["ceiling"]["bare_json"]["rate"], ",.0f", ceiling("bare_json")),
         ("bare DRF APIView (granian, same workers/threads), req/s",
          lambda r: r["ceiling"]["bare_drf"]["rate"], ",.0f", ceiling("bare_drf")),
+        ("bare Django JSON view in process (no middleware), CPU per request, µs",
+         lambda r: r["inprocess"]["bare_json"]["get"], ",.0f", bare("bare_json")),
+        ("bare DRF APIView in process, CPU per request, µs",
+         lambda r: r["inprocess"]["bare_drf"]["get"], ",.0f", bare("bare_drf")),
         (f"RabbitMQ one at a time, msg/s ({args.messages:,} msgs)",
          lambda r: r["rabbit"]["one"]["rate"], ",.0f", rabbit("one")),
         ("RabbitMQ one at a time latency p50 / p99, ms",
@@ -161,6 +180,9 @@ def target_rows() -> list:
         return r["ceiling"]["generator"]["rate"] / (seed["requests"] / seed["seconds"])
 
     return [
+        ("in process, CPU per hot request (mean of send/next/done), µs",
+         lambda r, k: r[k]["inprocess"]["mean"], "SQLite ≤ 150, PostgreSQL ≤ 300",
+         {"sqlite": lambda v: v <= 150, "postgres": lambda v: v <= 300}),
         ("seed cycle / RabbitMQ one at a time", seed_over_rabbit, "SQLite ≥ 0.5 (aim 1.0)",
          {"sqlite": lambda v: v >= 0.5}),
         ("seed cycle / raw SQL loop", seed_over_sql, "PostgreSQL ≥ 0.5",

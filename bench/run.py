@@ -6,7 +6,7 @@ side with RabbitMQ, the raw claim SQL and a bare Django view, on this machine.
     python bench/run.py --only seed,rabbit --databases sqlite --runs 5
     python bench/run.py --compare-servers   # granian vs gunicorn on the seed cycle
 
-Workloads (--only): ceiling, rabbit, seed, batch, sqs, rawsql, scaleout,
+Workloads (--only): ceiling, inprocess, rabbit, seed, batch, sqs, rawsql, scaleout,
 backlog, rss, longpoll (sqs: the seed cycle's shape through our /sqs endpoint
 with boto3, one at a time and in batches of 10). See bench/README.md for what
 each does and how to read the table.
@@ -28,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 
 import db
+import inprocess
 import loadgen
 import psutil
 import rabbit
@@ -45,7 +46,9 @@ from server import (
     product_shape,
 )
 
-WORKLOADS = "ceiling,rabbit,seed,batch,sqs,rawsql,scaleout,backlog,rss,longpoll".split(",")
+WORKLOADS = "ceiling,inprocess,rabbit,seed,batch,sqs,rawsql,scaleout,backlog,rss,longpoll".split(
+    ","
+)
 DATABASES = ["sqlite", "postgres"]
 BATCH = 100
 SERVERS = (
@@ -247,6 +250,20 @@ def ceilings(args, workdir: Path) -> dict:
     return out
 
 
+def inprocess_bare() -> dict:
+    """CPU per request of the bare Django view and DRF APIView, called in process."""
+    return {
+        "bare_json": attempt("bare Django view in process", lambda: inprocess.measure("bare_json")),
+        "bare_drf": attempt("bare DRF APIView in process", lambda: inprocess.measure("bare_drf")),
+    }
+
+
+def inprocess_product(url: str) -> dict:
+    """CPU per request of send, next and done, our WSGI app called in process."""
+    db.reset(url)
+    return inprocess.measure("product", url)
+
+
 def rabbit_baselines(args) -> dict:
     shape = {"producers": args.producers, "consumers": args.consumers}
     url = args.rabbit_url
@@ -401,6 +418,7 @@ def database_workloads(args, workdir: Path, kind: str) -> dict:
     url = db.create(kind, workdir, args.pg_url)
     name = NAMES[kind]
     workloads = {
+        "inprocess": lambda: inprocess_product(url),
         "seed": lambda: cycle(args, workdir, url, batch=1),
         "batch": lambda: cycle(args, workdir, url, batch=BATCH),
         "sqs": lambda: sqs_cycle(args, workdir, url, batch=1),
@@ -427,6 +445,8 @@ def one_run(args, workdir: Path) -> dict:
     out = {}
     if "ceiling" in args.only:
         out["ceiling"] = ceilings(args, workdir)
+    if "inprocess" in args.only:
+        out["inprocess"] = inprocess_bare()
     if "rabbit" in args.only:
         out["rabbit"] = rabbit_baselines(args)
     if set(args.only) - {"ceiling", "rabbit"}:

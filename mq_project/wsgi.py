@@ -5,12 +5,12 @@ import os
 import django
 from django.core.handlers.wsgi import WSGIHandler
 
-from .handlers import WithoutMiddleware, is_page
+from .handlers import OnePass, WithoutMiddleware, is_page
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mq_project.settings")
 
 
-class APIHandler(WithoutMiddleware, WSGIHandler):
+class APIHandler(OnePass, WithoutMiddleware, WSGIHandler):
     pass
 
 

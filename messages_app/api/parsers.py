@@ -1,7 +1,10 @@
+import io
 from decimal import Decimal
 
 import simplejson
-from django.http import UnreadablePostError
+from django.http import QueryDict, UnreadablePostError
+from django.utils.datastructures import MultiValueDict
+from rest_framework import request as drf_request
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
@@ -57,6 +60,10 @@ def read_body(request) -> None:
         )
 
 
+# One decoder for every body (simplejson.loads with hooks builds one per call).
+_decoder = simplejson.JSONDecoder(parse_float=JSONNumber, parse_int=_parse_int)
+
+
 class ExactJSONParser(BaseParser):
     """JSON whose numbers parse as exact decimals, so a payload is stored exactly
     as its sender wrote it (``1.10`` stays ``1.10``, 30-digit numbers keep
@@ -67,9 +74,7 @@ class ExactJSONParser(BaseParser):
 
     def parse(self, stream, media_type=None, parser_context=None):
         try:
-            return simplejson.loads(
-                stream.read().decode("utf-8"), parse_float=JSONNumber, parse_int=_parse_int
-            )
+            return _decoder.decode(stream.read().decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise ParseError(f"the body is not UTF-8: {exc}") from exc
         except simplejson.JSONDecodeError as exc:
@@ -90,3 +95,41 @@ def dump_json(value) -> str:
     except UnicodeEncodeError:
         text = simplejson.dumps(value, use_decimal=True, separators=(",", ":"))
     return text
+
+
+_NO_QUERY = QueryDict()
+
+
+class Request(drf_request.Request):
+    """DRF's request, with two shortcuts that give the same results:
+
+    - a body sent as exactly ``application/json`` goes straight to the
+      ``ExactJSONParser`` when it is the view's first parser (the one DRF's
+      negotiation picks for it), without matching media types parser by parser;
+    - no query string, no parsing: ``query_params`` is an empty, immutable ``QueryDict``.
+    """
+
+    def _load_data_and_files(self):
+        if (
+            self._data is not drf_request.Empty
+            or self.content_type != "application/json"
+            or not self.parsers
+            or type(self.parsers[0]) is not ExactJSONParser
+        ):
+            return super()._load_data_and_files()
+        self._files = MultiValueDict()
+        body = self._request.body
+        try:
+            self._data = self.parsers[0].parse(io.BytesIO(body)) if body else {}
+        except Exception:
+            # As DRF does: the data left empty, the error raised.
+            self._data = QueryDict("", encoding=self._request._encoding)
+            raise
+        finally:
+            self._full_data = self._data
+
+    @property
+    def query_params(self):
+        if not self._request.META.get("QUERY_STRING"):
+            return _NO_QUERY
+        return self._request.GET

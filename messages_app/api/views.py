@@ -5,6 +5,7 @@ the response as it is, never decoded and encoded again.
 """
 
 import dataclasses
+import functools
 
 import simplejson
 from django.db import connection
@@ -17,8 +18,17 @@ from . import inputs, parsers, schema
 DEFAULT_QUEUE = "default"
 
 
+def json_text_response(text: str, status: int = 200) -> HttpResponse:
+    """JSON text as the response's bytes, its Content-Length set here (the handler
+    would otherwise measure the body again)."""
+    body = text.encode()
+    response = HttpResponse(body, status=status, content_type="application/json")
+    response.headers["Content-Length"] = str(len(body))
+    return response
+
+
 def json_response(data, status: int = 200) -> HttpResponse:
-    return HttpResponse(simplejson.dumps(data), status=status, content_type="application/json")
+    return json_text_response(simplejson.dumps(data), status)
 
 
 def no_content() -> HttpResponse:
@@ -38,9 +48,52 @@ def delivery_json(delivery: domain.Delivery) -> str:
     )
 
 
+@functools.cache
+def instances(classes: tuple) -> list:
+    """One instance of each class, made once: DRF's parsers, renderers,
+    authenticators and permissions keep no state between requests."""
+    return [cls() for cls in classes]
+
+
 class APIView(views.APIView):
     """Every API view: once the caller is let in, its body is read whole and checked
-    (``parsers.read_body``), whether or not the handler reads it."""
+    (``parsers.read_body``), whether or not the handler reads it.
+
+    The request is ``parsers.Request``; the policy objects are made once per
+    set of classes, not per request, and the default headers once per class."""
+
+    def initialize_request(self, request, *args, **kwargs):
+        return parsers.Request(
+            request,
+            parsers=self.get_parsers(),
+            authenticators=self.get_authenticators(),
+            negotiator=self.get_content_negotiator(),
+            parser_context=self.get_parser_context(request),
+        )
+
+    def get_parsers(self):
+        return instances(tuple(self.parser_classes))
+
+    def get_renderers(self):
+        return instances(tuple(self.renderer_classes))
+
+    def get_authenticators(self):
+        return instances(tuple(self.authentication_classes))
+
+    def get_permissions(self):
+        return instances(tuple(self.permission_classes))
+
+    @property
+    def default_response_headers(self):
+        # DRF's (the Allow list of the view's methods), worked out once per view
+        # class; a copy, as DRF pops Vary from it.
+        view_class = type(self)
+        if "_default_response_headers" not in view_class.__dict__:
+            view_class._default_response_headers = super().default_response_headers
+        return dict(view_class._default_response_headers)
+
+    def get_content_negotiator(self):
+        return instances((self.content_negotiation_class,))[0]
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -82,7 +135,7 @@ class NextMessage(QueueView):
         )
         if not deliveries:
             return no_content()
-        return HttpResponse(delivery_json(deliveries[0]), content_type="application/json")
+        return json_text_response(delivery_json(deliveries[0]))
 
 
 @schema.message_done
@@ -135,7 +188,7 @@ class NextMessages(QueueView):
             wait=inputs.wait(params.get("wait")),
         )
         body = '{"messages":[' + ",".join(delivery_json(d) for d in deliveries) + "]}"
-        return HttpResponse(body, content_type="application/json")
+        return json_text_response(body)
 
 
 @schema.messages_done
