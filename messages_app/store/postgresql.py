@@ -1,8 +1,8 @@
 """PostgreSQL: the claim is one ``UPDATE ... RETURNING`` over a ``FOR UPDATE
 SKIP LOCKED`` pick, so concurrent claimers skip each other's rows instead of
-waiting. Sends and deletes pass arrays, whatever the batch's size. Long polls
-hear of other processes' sends through LISTEN/NOTIFY, and the server vacuums
-the message table itself, often.
+waiting. A batch send or delete passes arrays, whatever the batch's size; a
+single one, plain parameters. Long polls hear of other processes' sends
+through LISTEN/NOTIFY, and the server vacuums the message table itself, often.
 """
 
 import logging
@@ -64,11 +64,17 @@ class PostgreSQLStore(Store):
             cursor.execute(self.claim_statement, [*pick, *leases, lease_end])
             return cursor.fetchall()
 
+    # One message goes as plain parameters: arrays and unnest cost more, in
+    # psycopg and in the server.
     def _insert_statement(self, payloads, values):
+        if len(payloads) == 1:
+            return super()._insert_statement(payloads, values)
         params = [values[f.attname] for f in self.insert_fields if f.attname != "payload"]
         return self._insert, [*params, payloads]
 
     def delete_held(self, queue, entries, now):
+        if len(entries) == 1:
+            return super().delete_held(queue, entries, now)
         by_token = [(message_id, lease) for message_id, lease in entries if lease is not None]
         params = [
             queue,
