@@ -33,21 +33,25 @@ class PostgreSQLStore(Store):
         """
         # psycopg turns %s into $n in Python, and remembers the result only for
         # up to 50 parameters: a 100-row VALUES list cost ~3 ms per statement.
-        # So the payloads go as one array, a handful of parameters whatever the size.
+        # So the payloads go as one array, a handful of parameters whatever the
+        # size. Arrays are bound in binary (%b): psycopg writes an array's text
+        # form item by item in Python, quoting each (~1 ms for 100 payloads, ~35 µs
+        # in binary; with client-side binding, %b is the same as %s).
         select = ", ".join(
             "payload" if f.attname == "payload" else "%s" for f in self.insert_fields
         )
         self._insert = f"""
             INSERT INTO {TABLE} ({self.insert_columns})
-            SELECT {select} FROM unnest(%s::text[]) WITH ORDINALITY AS given(payload, n)
+            SELECT {select} FROM unnest(%b::text[]) WITH ORDINALITY AS given(payload, n)
             ORDER BY n RETURNING id
         """
         # states.held for many (id, lease) pairs at once, with arrays for the same reason.
         self._delete_held = f"""
             DELETE FROM {TABLE}
-            WHERE queue_id = %s AND dead IN (false) AND lease IS NOT NULL AND id = ANY(%s) AND (
-                (id, lease) IN (SELECT * FROM unnest(%s::bigint[], %s::text[]))
-                OR (id = ANY(%s) AND visible_at > %s)
+            WHERE queue_id = %s AND dead IN (false) AND lease IS NOT NULL
+            AND id = ANY(%b::bigint[]) AND (
+                (id, lease) IN (SELECT * FROM unnest(%b::bigint[], %b::text[]))
+                OR (id = ANY(%b::bigint[]) AND visible_at > %s)
             )
             RETURNING id, lease
         """
