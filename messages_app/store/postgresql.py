@@ -25,12 +25,19 @@ TICK_SECONDS = 0.25
 class PostgreSQLStore(Store):
     def __init__(self):
         super().__init__()
-        self.claim_statement = f"""
-            WITH picked AS ({self.pick_statement} FOR UPDATE SKIP LOCKED)
-            UPDATE {TABLE} AS m SET {SET_LEASE}, visible_at = %s, attempts = m.attempts + 1
-            FROM picked WHERE m.id = picked.id
-            RETURNING m.id, m.payload, m.attempts, m.lease
-        """
+        picked = f"picked AS ({self.pick_statement} FOR UPDATE SKIP LOCKED)"
+        update = (
+            f"UPDATE {TABLE} AS m SET {SET_LEASE}, visible_at = %s, attempts = m.attempts + 1"
+            " FROM {} WHERE m.id = picked.id RETURNING m.id, m.payload, m.attempts, m.lease"
+        )
+        self.claim_statement = f"WITH {picked} " + update.format("picked")
+        # A claim that is its own transaction commits without waiting for the
+        # disk (synchronous_commit off for that commit only): ~5 ms less per
+        # claim on a disk that flushes in 5 ms. A crash may lose the last claims
+        # before it; their messages are then delivered again, never lost: a
+        # commit that must last (a send, a done) flushes the WAL written before it.
+        relaxed = "relaxed AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true))"
+        self._claim_alone = f"WITH {relaxed}, {picked} " + update.format("picked, relaxed")
         # psycopg turns %s into $n in Python, and remembers the result only for
         # up to 50 parameters: a 100-row VALUES list cost ~3 ms per statement.
         # So the payloads go as one array, a handful of parameters whatever the
@@ -64,8 +71,9 @@ class PostgreSQLStore(Store):
 
     def _claim(self, pick, leases, lease_end):
         # One statement: in autocommit it is its own transaction.
+        statement = self.claim_statement if connection.in_atomic_block else self._claim_alone
         with connection.cursor() as cursor:
-            cursor.execute(self.claim_statement, [*pick, *leases, lease_end])
+            cursor.execute(statement, [*pick, *leases, lease_end])
             return cursor.fetchall()
 
     # One message goes as plain parameters: arrays and unnest cost more, in
