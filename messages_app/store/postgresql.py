@@ -196,8 +196,12 @@ class Vacuum:
     with few live rows and thousands of deletes a second, tens of thousands of
     dead rows pile up at the head and every claim slows down (and this
     machine's PostgreSQL runs with autovacuum off). So a background thread runs
-    ``VACUUM`` on the message table, one at a time. VACUUM takes no lock that
-    stops reads or writes; 0 turns this off.
+    ``VACUUM`` on the message table, one at a time; 0 turns this off. It leaves
+    the table's size alone (``TRUNCATE false``): giving back the empty pages at
+    its end locks out every read and write for a moment, flushes the WAL, and
+    the next sends grow the table again (1,000 deletes: 1.3 ms CPU and 16 ms
+    with it, 0.7 ms and 3 ms without). So it takes no lock that stops reads or
+    writes.
     """
 
     def __init__(self):
@@ -218,7 +222,7 @@ class Vacuum:
     def _vacuum(self) -> None:
         try:
             with connection.cursor() as cursor:
-                cursor.execute(f"VACUUM {TABLE}")
+                cursor.execute(f"VACUUM (TRUNCATE false) {TABLE}")
         except DatabaseError as exc:
             logger.warning("could not vacuum the message table: %s", exc)
         finally:
