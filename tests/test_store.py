@@ -3,9 +3,9 @@ with a default needs no change to any statement (issue: the insert once listed
 its columns by hand, and every send failed with a NOT NULL error)."""
 
 import pytest
-from django.db import connection, models
+from django.db import connection, models, transaction
 
-from messages_app import runtime
+from messages_app import domain, runtime
 from messages_app.models import Message, Queue
 
 
@@ -61,3 +61,25 @@ def test_a_write_outside_a_transaction_that_fails_is_rolled_back_and_the_next_go
     assert (message["id"], message["payload"]) == (sent, "after")
     assert api.done(sent, message["lease"], queue="jobs").status_code == 200
     assert not Message.objects.exists()
+
+
+def test_a_claim_inside_a_transaction_leaves_its_durability_alone(transactional_db):
+    """On PostgreSQL a claim made alone commits without waiting for the disk
+    (``synchronous_commit`` off for its own transaction only); inside a larger
+    transaction, which may hold a send, it must relax nothing."""
+    domain.send("q", '"a"')
+    domain.send("q", '"b"')
+
+    def synchronous_commit() -> str | None:
+        if connection.vendor != "postgresql":
+            return None
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return cursor.fetchone()[0]
+
+    before = synchronous_commit()
+    assert domain.next_messages("q")
+    assert synchronous_commit() == before
+    with transaction.atomic():
+        assert domain.next_messages("q")
+        assert synchronous_commit() == before
