@@ -111,19 +111,13 @@ class Store:
     ) -> list[ClaimedRow]:
         """Lease up to ``count`` deliverable messages of ``queue``, oldest first."""
         adapt = connection.ops.adapt_datetimefield_value
-        pick = [*self._bind_pick(queue, adapt(now), limit), count]
+        pick = [*self.pick_params(queue, adapt(now), limit), count]
         leases = [lease, counters.after_expiry(lease)]
         rows = [ClaimedRow._make(row) for row in self._claim(pick, leases, adapt(lease_end))]
-        if len(rows) > 1:
-            rows.sort()  # by id, the first field (and unique)
-        return rows
+        return sorted(rows)  # by id, the first field (and unique)
 
-    def pick_params(self, queue: str, now: datetime, limit: int) -> list:
-        """The parameters of ``ready_where``."""
-        return self._bind_pick(queue, connection.ops.adapt_datetimefield_value(now), limit)
-
-    def _bind_pick(self, queue: str, now, limit: int) -> list:
-        """``pick_params`` with ``now`` adapted already."""
+    def pick_params(self, queue: str, now, limit: int) -> list:
+        """The parameters of ``ready_where`` (``now`` adapted for the database)."""
         return states.bind(self._ready_params, {"queue": queue, "now": now, "limit": limit})
 
     def _claim(self, pick: list, leases: list[str], lease_end) -> list[tuple]:
@@ -143,10 +137,9 @@ class Store:
             "created_at": adapt(created_at),
             "visible_at": adapt(visible_at),
         }
-        ids = [row[0] for row in self.write(*self._insert_statement(payloads, values))]
-        if len(ids) > 1:
-            ids.sort()  # Ids are handed out in row order; RETURNING's order is not promised.
-        return ids
+        rows = self.write(*self._insert_statement(payloads, values))
+        # Ids are handed out in row order; RETURNING's order is not promised.
+        return sorted(row[0] for row in rows)
 
     def _defaults(self) -> dict:
         return {
