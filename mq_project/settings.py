@@ -53,6 +53,10 @@ MQ_ACCESS_LOG = env.bool("MQ_ACCESS_LOG", default=True)
 # Seconds a request waits for a database connection (connect, or the pool)
 # before it answers 503.
 MQ_DB_TIMEOUT = env.int("MQ_DB_TIMEOUT", default=3)
+# Database connections open at once per process, at most (PostgreSQL's pool,
+# MariaDB's connection per request); past them a request waits for one, up to
+# MQ_DB_TIMEOUT. SQLite keeps a connection per thread and has no such limit.
+MQ_DB_CONNECTIONS = env.int("MQ_DB_CONNECTIONS", default=16)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", HOST])
 
 INSTALLED_APPS = [
@@ -146,7 +150,12 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
     _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", MQ_DB_TIMEOUT)
     _db["OPTIONS"].setdefault(
         "pool",
-        {"min_size": 2, "max_size": 16, "timeout": MQ_DB_TIMEOUT, "reconnect_timeout": 1},
+        {
+            "min_size": min(2, MQ_DB_CONNECTIONS),
+            "max_size": MQ_DB_CONNECTIONS,
+            "timeout": MQ_DB_TIMEOUT,
+            "reconnect_timeout": 1,
+        },
     )
     # Parameters go apart from the statement (server-side binding; arrays in
     # binary), and a statement run 5 times on a connection is prepared there:
@@ -161,6 +170,8 @@ elif _db["ENGINE"] == "django.db.backends.postgresql":
         custom = "-c plan_cache_mode=force_custom_plan"
         _db["OPTIONS"]["options"] = f"{_db['OPTIONS'].get('options', '')} {custom}".strip()
 elif _db["ENGINE"] == "django.db.backends.mysql":
+    # At most MQ_DB_CONNECTIONS connections at once (mq_project/mysql_backend).
+    _db["ENGINE"] = "mq_project.mysql_backend"
     _db.setdefault("OPTIONS", {}).setdefault("charset", "utf8mb4")
     _db["OPTIONS"].setdefault("connect_timeout", MQ_DB_TIMEOUT)
     # A connection per request by default: every server thread keeping its own

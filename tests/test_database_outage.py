@@ -1,20 +1,27 @@
-"""A database outage against real server processes: the test starts a throwaway
-database server of its own (its own data directory and port), takes it away
-while ``message-queue`` runs, and brings it back: PostgreSQL is killed and
-started again; MariaDB is frozen (SIGSTOP: the kernel still accepts
-connections, nothing answers them, as with a database host that hangs) and
-thawed.
+"""A database outage, and a database short of connections, against real server
+processes: the test starts a throwaway database server of its own (its own
+data directory and port).
 
-While it is away every request answers ``503 database_unavailable`` within a
-bound set by MQ_DB_TIMEOUT; once it is back every server process serves again,
-without a restart. The SQLite suite runs the PostgreSQL and the MariaDB case,
-each server database's suite its own."""
+An outage: it takes the database away while ``message-queue`` runs, and
+brings it back: PostgreSQL is killed and started again; MariaDB is frozen
+(SIGSTOP: the kernel still accepts connections, nothing answers them, as with
+a database host that hangs) and thawed. While it is away every request
+answers ``503 database_unavailable`` within a bound set by MQ_DB_TIMEOUT;
+once it is back every server process serves again, without a restart.
+
+A burst: many more requests at once than the database's ``max_connections``
+each wait for one of the process's MQ_DB_CONNECTIONS connections, and all are
+served.
+
+The SQLite suite runs the PostgreSQL and the MariaDB case, each server
+database's suite its own."""
 
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from glob import glob
 from pathlib import Path
 
@@ -35,7 +42,8 @@ class Throwaway:
 
     user = ""
 
-    def __init__(self):
+    def __init__(self, max_connections: int = 100):
+        self.max_connections = max_connections
         self.dir = Path(tempfile.mkdtemp(prefix="mq-outage-"))
         self.port = free_port()
         self.process: subprocess.Popen | None = None
@@ -89,8 +97,8 @@ class PostgreSQL(Throwaway):
     # once, as a crash does.
     user = "postgres"
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, **limits):
+        super().__init__(**limits)
         bin_dir = sorted(glob("/usr/lib/postgresql/*/bin"))[-1]
         self.bin = Path(bin_dir)
         self.run(str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-U", "postgres",
@@ -102,7 +110,9 @@ class PostgreSQL(Throwaway):
     def server_argv(self) -> list[str]:
         data, port = str(self.dir / "data"), str(self.port)
         return [str(self.bin / "postgres"), "-D", data, "-p", port, "-k", str(self.dir),
-                "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]  # fmt: skip
+                "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+                "-c", f"max_connections={self.max_connections}",
+                "-c", "superuser_reserved_connections=0"]  # fmt: skip
 
     def query(self, sql: str) -> None:
         import psycopg
@@ -124,8 +134,8 @@ class MariaDB(Throwaway):
         self.process.send_signal(signal.SIGCONT)
         wait_until(self.answers, 60, f"{self.user} answering on port {self.port}")
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, **limits):
+        super().__init__(**limits)
         self.run("mariadb-install-db", "--no-defaults", f"--datadir={self.dir / 'data'}",
                  "--auth-root-authentication-method=normal", "--skip-test-db")  # fmt: skip
         self.start()
@@ -135,7 +145,8 @@ class MariaDB(Throwaway):
     def server_argv(self) -> list[str]:
         return ["mariadbd", "--no-defaults", f"--datadir={self.dir / 'data'}",
                 f"--port={self.port}", f"--socket={self.dir / 'mariadb.sock'}",
-                "--bind-address=127.0.0.1", "--skip-log-bin"]  # fmt: skip
+                "--bind-address=127.0.0.1", "--skip-log-bin",
+                f"--max-connections={self.max_connections}"]  # fmt: skip
 
     def query(self, sql: str) -> None:
         import MySQLdb
@@ -190,5 +201,42 @@ def test_an_outage_is_503_within_the_timeout_and_every_process_serves_once_it_is
         taken = requests.get(server.url + "/messages/next?count=100", timeout=10).json()
         # The one sent before the outage, and every one answered 201 since; no 503 stored one.
         assert len(taken["messages"]) == 1 + statuses.count(201)
+    finally:
+        server.stop()
+
+
+# The throwaway database's max_connections, and each burst's concurrent requests.
+SMALL = 6
+BURST = 48
+
+
+@pytest.fixture(params=RUN[connection.vendor])
+def small_database(request):
+    throwaway = KINDS[request.param](max_connections=SMALL)
+    yield throwaway
+    throwaway.remove()
+
+
+def test_a_burst_past_the_databases_max_connections_waits_for_connections_and_is_served(
+    small_database,
+):
+    # Room to spare below SMALL: PostgreSQL's long-poll watcher has its own connection.
+    server = Server(
+        DATABASE_URL=small_database.url, MQ_WORKERS="1", MQ_DB_CONNECTIONS=str(SMALL - 2),
+        MQ_DB_TIMEOUT="20",
+    )  # fmt: skip
+    try:
+        server.start()
+        with ThreadPoolExecutor(BURST) as pool:
+            sends = list(pool.map(lambda _: send(server).status_code, range(3 * BURST)))
+            polls = list(pool.map(
+                lambda _: requests.get(server.url + "/message/next?wait=1", timeout=30).status_code,
+                range(BURST),
+            ))  # fmt: skip
+        assert sends == [201] * (3 * BURST)
+        assert polls == [200] * BURST
+        ready = requests.get(server.url + "/queues", timeout=10).json()
+        counts = [(q["name"], q["ready"], q["leased"]) for q in ready["queues"]]
+        assert counts == [("default", 2 * BURST, BURST)]
     finally:
         server.stop()
