@@ -119,11 +119,20 @@ def our_rows(args) -> list:
          lambda d: d["backlog"]["long"]["rate"], ",.0f"),
         (f"/info at {args.backlog:,} backlog, ms", "backlog",
          lambda d: d["backlog"]["long"]["info_ms"], ",.1f"),
-        (f"{args.longpolls} idle long-polls, server CPU % of one core", "longpoll",
+        (f"{args.longpolls} idle long-polls (wait={args.longpoll_wait}), server CPU % of one core "
+         f"over {_longpoll_window(args)}", "longpoll",
          lambda d: d["longpoll"]["server_cpu_percent"], ",.1f"),
+        ("idle long-polls, server CPU ms per poll answered (waiting included)", "longpoll",
+         lambda d: d["longpoll"]["server_cpu_ms_per_poll"], ",.2f"),
         (f"server RSS after {args.rss_first:,} / {args.rss_total:,} msgs, MiB", "rss",
          lambda d: (d["rss"]["first_mb"], d["rss"]["last_mb"]), ",.0f"),
     ]  # fmt: skip
+
+
+def _longpoll_window(args) -> str:
+    """The long-poll workload's CPU window: whole ``wait`` periods (``run.parse_args``)."""
+    periods = round(args.longpoll_seconds / args.longpoll_wait)
+    return f"{args.longpoll_seconds:.0f} s ({periods} × wait: every client's re-polls in it)"
 
 
 def baseline_rows(args) -> list:

@@ -15,6 +15,7 @@ each does and how to read the table.
 import argparse
 import http.client
 import json
+import math
 import os
 import platform
 import signal
@@ -65,7 +66,7 @@ FULL = {
     "claims": 10_000,
     "rss_first": 10_000,
     "rss_total": 1_000_000,
-    "longpoll_seconds": 30.0,
+    "longpoll_seconds": 40.0,
     "ceiling_seconds": 10.0,
 }
 QUICK = {
@@ -76,7 +77,7 @@ QUICK = {
     "claims": 2_000,
     "rss_first": 2_000,
     "rss_total": 20_000,
-    "longpoll_seconds": 5.0,
+    "longpoll_seconds": 20.0,
     "ceiling_seconds": 3.0,
 }
 
@@ -108,7 +109,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--rss-first", type=int, help="first RSS reading after this many messages (10,000)")
     add("--rss-total", type=int, help="last RSS reading after this many messages (1,000,000)")
     add("--longpolls", type=int, default=200, help="idle long-polls (default 200)")
-    add("--longpoll-seconds", type=float, help="their CPU measuring window (default 30)")
+    add(
+        "--longpoll-seconds",
+        type=float,
+        help="their CPU window, rounded up to whole --longpoll-wait periods (default 40)",
+    )
     add("--longpoll-wait", type=int, default=20, help="their ?wait= seconds (default 20)")
     add("--ceiling-seconds", type=float, help="duration of each HTTP ceiling (default 10)")
     add("--producers", type=int, default=4)
@@ -137,6 +142,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    # Whole periods of the long-polls' wait: each client's re-polls in their true proportion.
+    periods = max(1, math.ceil(args.longpoll_seconds / args.longpoll_wait))
+    args.longpoll_seconds = periods * args.longpoll_wait
     args.only = _choices(args.only, WORKLOADS, "--only")
     args.databases = _choices(args.databases, DATABASES, "--databases")
     args.server_env = dict(item.split("=", 1) for item in args.server_env)
@@ -372,32 +380,46 @@ def rss(args, workdir, url) -> dict:
 
 
 def longpoll(args, workdir, url) -> dict:
-    """Server CPU while ``longpolls`` requests wait on an empty queue."""
+    """Server CPU while ``longpolls`` requests wait on an empty queue, each sending
+    its next poll as soon as one ends (after ``wait`` seconds, with 204).
+
+    The window is a whole number of ``wait`` periods starting after the ramp
+    (all first polls sent), so it holds every client's re-polls in their
+    steady-state proportion: ``longpolls`` per period."""
     db.reset(url)
+    seconds = args.longpoll_seconds
     with product(args, workdir, url) as server:
         server.start()
-        status, _, seconds = http_get(server.target, "/message/next?wait=2")
-        if seconds < 1.0:
+        status, _, probe = http_get(server.target, "/message/next?wait=2")
+        if probe < 1.0:
             return {
                 "skipped": "`wait` not supported (GET /message/next?wait=2 on an empty queue "
-                f"answered {status} after {seconds * 1000:.0f} ms)"
+                f"answered {status} after {probe * 1000:.0f} ms)"
             }
-        ramp, window = 3.0, {}
+        # The window's edges fall between re-polls: every first poll is sent
+        # within the ramp, so each client's re-polls come ``ramp`` after an edge at most.
+        ramp, window = min(3.0, args.longpoll_wait / 2), {}
 
         def measure(start_at: float) -> None:
             wait_until(start_at + ramp)
             cpu, started = server.cpu_seconds(), time.time()
-            time.sleep(args.longpoll_seconds)
-            window["cores"] = (server.cpu_seconds() - cpu) / (time.time() - started)
+            time.sleep(seconds)
+            window["cpu_seconds"] = server.cpu_seconds() - cpu
+            window["wall_seconds"] = time.time() - started
             window["connections"] = _connections_to(server.port)
 
         result = loadgen.loop(
             [server.target], f"/message/next?wait={args.longpoll_wait}",
             concurrency=args.longpolls, processes=args.clients,
-            duration=ramp + args.longpoll_seconds, client=args.client, grace=1.0, during=measure,
+            duration=ramp + seconds, client=args.client, grace=1.0, during=measure,
         )  # fmt: skip
+    # Each client's polls answered in the run are the ones that ended inside the window.
+    answered = sum(result["statuses"].values())
     return {
-        "server_cpu_percent": window["cores"] * 100,
+        "server_cpu_percent": window["cpu_seconds"] / window["wall_seconds"] * 100,
+        "window_seconds": seconds,
+        "server_cpu_seconds": window["cpu_seconds"],
+        "server_cpu_ms_per_poll": window["cpu_seconds"] * 1000 / answered if answered else None,
         "open_connections": window["connections"],
         "answered": result["statuses"],
         "client_cpu_cores": result["client_cpu_cores"],

@@ -202,7 +202,10 @@ def next_messages(
     woken = False
     while True:
         generation = waiters.generation(queue)
-        deliveries = _claim(queue, count, timeout)
+        if wait and waiters.settled(queue, generation):
+            deliveries = []  # a claim would find nothing: wait, and hold no connection
+        else:
+            deliveries = _claim(queue, count, timeout)
         if deliveries:
             if woken:
                 waiters.wake(queue)  # there may be more: pass the wake-up on

@@ -14,7 +14,10 @@ database in a loop:
 
 A woken waiter tries to claim; if it got messages it passes the wake-up on
 (there may be more), otherwise it waits again until its deadline. A waiter
-that reaches its deadline unwoken answers without claiming again.
+that reaches its deadline unwoken answers without claiming again, and a new
+long-poll on a queue that is ``settled`` waits without claiming first: in both
+cases a claim found nothing and no wake-up came since, while the watcher
+looked at the queue all along (at least every ``RECHECK``).
 """
 
 import logging
@@ -53,6 +56,9 @@ class Waiters:
         self._conditions: dict[str, threading.Condition] = {}
         self._generation: Counter[str] = Counter()
         self._waiting: Counter[str] = Counter()
+        # Per queue, the generation at which a claim found nothing, while requests
+        # have waited on the queue without a break since (``settled``).
+        self._settled: dict[str, int] = {}
         self._someone_waits = threading.Event()
         self._closed = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -64,12 +70,23 @@ class Waiters:
         with self._lock:
             return self._generation[queue]
 
+    def settled(self, queue: str, generation: int) -> bool:
+        """Whether a claim on ``queue`` would find nothing: one found nothing at
+        ``generation``, still the queue's, and requests have waited on it
+        since without a break, so the watcher would have woken them (moved
+        the generation) for any message that became deliverable."""
+        with self._lock:
+            return self._settled.get(queue) == generation
+
     def wait(self, queue: str, generation: int, deadline: float) -> bool:
         """Block until ``queue`` is woken after ``generation``, or until ``deadline``
-        (``time.monotonic``); whether it was woken."""
+        (``time.monotonic``); whether it was woken. ``generation`` is the one
+        read before a claim that found nothing."""
         with self._lock:
             self._start_watcher()
             condition = self._conditions.setdefault(queue, threading.Condition(self._lock))
+            if self._generation[queue] == generation:
+                self._settled[queue] = generation
             self._waiting[queue] += 1
             self._someone_waits.set()
             try:
@@ -83,6 +100,7 @@ class Waiters:
                 self._waiting[queue] -= 1
                 if not self._waiting[queue]:
                     del self._waiting[queue]
+                    self._settled.pop(queue, None)
                     if not self._waiting:
                         self._someone_waits.clear()
 

@@ -7,7 +7,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 import requests
+from conftest import wait_until
 from contract import assert_error
+from django.test import Client
+
+from messages_app import runtime
 
 pytestmark = pytest.mark.django_db
 
@@ -69,6 +73,24 @@ def test_a_wait_of_zero_does_not_wait(api):
 
     assert response.status_code == 204
     assert time.monotonic() - started < PROMPTLY
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_poll_joining_polls_that_wait_unwoken_waits_without_a_query(
+    django_assert_num_queries,
+):
+    # The first poll's claim found nothing, and nothing woke it since: any message
+    # that became deliverable would have (the watcher looks at least every second).
+    first = threading.Thread(target=Client().get, args=("/message/next", {"wait": 3}))
+    first.start()
+    waiters = runtime.current().waiters
+    wait_until(lambda: waiters.waiting()["default"] == 1, 10, "the first poll waiting")
+
+    with django_assert_num_queries(0):
+        response = Client().get("/message/next", {"wait": 0.2})
+
+    assert response.status_code == 204
+    first.join()
 
 
 @pytest.mark.parametrize("wait", ["21", "-1", "x", "20.5", "1e9", "nan"])
