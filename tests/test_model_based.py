@@ -513,7 +513,7 @@ class QueueMachine(RuleBasedStateMachine):
         assert response.json() == {"queues": expected}
 
 
-# MQ_TEST_MODEL_EXAMPLES sequences (200 by hand, 2,000 in CI) of up to 30 steps.
+# MQ_TEST_MODEL_EXAMPLES sequences (200 by hand, 1,000 in CI) of up to 30 steps.
 # Longer sequences find more than many short ones: a planted bug (a lease that ran
 # out sent its message to the back) needs a send, a next, a lease running out and
 # another next on one queue, which 200 sequences of 10 steps never put together
