@@ -13,7 +13,6 @@ each does and how to read the table.
 """
 
 import argparse
-import http.client
 import json
 import math
 import os
@@ -42,6 +41,7 @@ from server import (
     Server,
     bare_command,
     canned_command,
+    http_get,
     migrate,
     product_command,
     product_shape,
@@ -176,19 +176,6 @@ def drive(args, targets, **cycle) -> dict:
     """``loadgen.cycle`` with the run's producers, consumers and generator."""
     shape = {"producers": args.producers, "consumers": args.consumers}
     return loadgen.cycle(targets, **{**shape, **cycle}, processes=args.clients, client=args.client)
-
-
-def http_get(target: tuple[str, int], path: str, timeout: float = 60) -> tuple[int, bytes, float]:
-    """(status, body, seconds) of one GET on a new connection."""
-    conn = http.client.HTTPConnection(*target, timeout=timeout)
-    try:
-        started = time.perf_counter()
-        conn.request("GET", path)
-        response = conn.getresponse()
-        body = response.read()
-        return response.status, body, time.perf_counter() - started
-    finally:
-        conn.close()
 
 
 def batch_missing(target) -> str | None:

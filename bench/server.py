@@ -5,6 +5,7 @@ it is one SIGTERM to the group, then SIGKILL to whatever is left after a grace
 period. Its output goes to a log file in the run's temp dir.
 """
 
+import http.client
 import os
 import signal
 import subprocess
@@ -18,6 +19,19 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 HOST = "127.0.0.1"
+
+
+def http_get(target: tuple[str, int], path: str, timeout: float = 60) -> tuple[int, bytes, float]:
+    """(status, body, seconds) of one GET on a new connection."""
+    conn = http.client.HTTPConnection(*target, timeout=timeout)
+    try:
+        started = time.perf_counter()
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        return response.status, body, time.perf_counter() - started
+    finally:
+        conn.close()
 
 
 def product_command(server: str, workers: int, threads: int, port: int) -> list[str]:
@@ -136,11 +150,20 @@ class Server:
         return total
 
     def rss_bytes(self) -> int:
-        """Resident memory of the whole process tree (main process + workers)."""
+        """Resident memory of the whole process tree (main process + workers); a
+        page the workers share with the main process counts in each."""
+        return self._memory(lambda proc: proc.memory_info().rss)
+
+    def pss_bytes(self) -> int:
+        """Proportional memory of the whole process tree: each shared page
+        divided among the processes sharing it, so the sum counts it once."""
+        return self._memory(lambda proc: proc.memory_full_info().pss)
+
+    def _memory(self, of) -> int:
         total = 0
         for proc in self.processes():
             try:
-                total += proc.memory_info().rss
+                total += of(proc)
             except psutil.NoSuchProcess:
                 pass
         return total

@@ -20,19 +20,11 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server import HOST, Server, product_command  # noqa: E402 (bench/ on the path)
-
-
-def first_answer(url: str) -> float:
-    started = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=30) as response:
-        response.read()
-    return time.perf_counter() - started
+from server import Server, http_get, product_command  # noqa: E402 (bench/ on the path)
 
 
 def one_start(port: int, requests: int) -> dict:
@@ -42,17 +34,18 @@ def one_start(port: int, requests: int) -> dict:
         started = time.perf_counter()
         with server.start():
             ready = time.perf_counter() - started
-            url = f"http://{HOST}:{port}/message/next"
             with ThreadPoolExecutor(requests) as pool:
-                answers = sorted(pool.map(first_answer, [url] * requests))
-            processes = server.processes()
+                calls = [
+                    pool.submit(http_get, server.target, "/message/next") for _ in range(requests)
+                ]
+                answers = sorted(call.result()[2] for call in calls)
             return {
                 "ready_s": ready,
                 "first_requests_max_ms": answers[-1] * 1000,
                 "first_requests_median_ms": statistics.median(answers) * 1000,
                 "cpu_s": server.cpu_seconds(),
-                "rss_sum_mib": sum(p.memory_info().rss for p in processes) / 2**20,
-                "pss_sum_mib": sum(p.memory_full_info().pss for p in processes) / 2**20,
+                "rss_sum_mib": server.rss_bytes() / 2**20,
+                "pss_sum_mib": server.pss_bytes() / 2**20,
             }
 
 
