@@ -140,26 +140,25 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the whole process tree so far."""
-        total = 0.0
-        for proc in self.processes():
-            try:
-                times = proc.cpu_times()
-                total += times.user + times.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
+
+        def cpu(proc: psutil.Process) -> float:
+            times = proc.cpu_times()
+            return times.user + times.system
+
+        return self._summed(cpu)
 
     def rss_bytes(self) -> int:
         """Resident memory of the whole process tree (main process + workers); a
         page the workers share with the main process counts in each."""
-        return self._memory(lambda proc: proc.memory_info().rss)
+        return self._summed(lambda proc: proc.memory_info().rss)
 
     def pss_bytes(self) -> int:
         """Proportional memory of the whole process tree: each shared page
         divided among the processes sharing it, so the sum counts it once."""
-        return self._memory(lambda proc: proc.memory_full_info().pss)
+        return self._summed(lambda proc: proc.memory_full_info().pss)
 
-    def _memory(self, of) -> int:
+    def _summed(self, of):
+        """``of(process)`` added up over the tree, leaving out processes gone meanwhile."""
         total = 0
         for proc in self.processes():
             try:
