@@ -50,9 +50,10 @@ class DataVersionFeed(ChangeFeed):
         self.version = self._read()
 
     def _read(self) -> int:
-        with connection.cursor() as cursor:
-            cursor.execute("PRAGMA data_version")
-            return cursor.fetchone()[0]
+        # On the driver's connection, not through Django's cursor, which costs
+        # more than the read itself 20 times a second in every process.
+        connection.ensure_connection()
+        return connection.connection.execute("PRAGMA data_version").fetchone()[0]
 
     def changes(self) -> set[str]:
         time.sleep(TICK_SECONDS)
