@@ -147,6 +147,9 @@ def baseline_rows(args) -> list:
     def bare(key):
         return lambda r: r["inprocess"][key]
 
+    def floor(r):
+        return r["longpoll_floor"]
+
     c = args.producers + args.consumers
     return [
         (f"generator ceiling (canned response, {c} connections), req/s",
@@ -162,6 +165,10 @@ def baseline_rows(args) -> list:
          lambda r: r["inprocess"]["bare_json"]["get"], ",.0f", bare("bare_json")),
         ("bare DRF APIView in process, CPU per request, µs",
          lambda r: r["inprocess"]["bare_drf"]["get"], ",.0f", bare("bare_drf")),
+        (f"{args.longpolls} long-polls on a bare Django view that sleeps `wait` (granian, same "
+         "workers/threads), server CPU % of one core / ms per poll",
+         lambda r: (floor(r)["server_cpu_percent"], floor(r)["server_cpu_ms_per_poll"]), ",.2f",
+         floor),
         (f"RabbitMQ one at a time, msg/s ({args.messages:,} msgs)",
          lambda r: r["rabbit"]["one"]["rate"], ",.0f", rabbit("one")),
         ("RabbitMQ one at a time latency p50 / p99, ms",

@@ -367,14 +367,8 @@ def rss(args, workdir, url) -> dict:
 
 
 def longpoll(args, workdir, url) -> dict:
-    """Server CPU while ``longpolls`` requests wait on an empty queue, each sending
-    its next poll as soon as one ends (after ``wait`` seconds, with 204).
-
-    The window is a whole number of ``wait`` periods starting after the ramp
-    (all first polls sent), so it holds every client's re-polls in their
-    steady-state proportion: ``longpolls`` per period."""
+    """Server CPU while ``longpolls`` requests wait on an empty queue (``idle_polls``)."""
     db.reset(url)
-    seconds = args.longpoll_seconds
     with product(args, workdir, url) as server:
         server.start()
         status, _, probe = http_get(server.target, "/message/next?wait=2")
@@ -383,23 +377,42 @@ def longpoll(args, workdir, url) -> dict:
                 "skipped": "`wait` not supported (GET /message/next?wait=2 on an empty queue "
                 f"answered {status} after {probe * 1000:.0f} ms)"
             }
-        # The window's edges fall between re-polls: every first poll is sent
-        # within the ramp, so each client's re-polls come ``ramp`` after an edge at most.
-        ramp, window = min(3.0, args.longpoll_wait / 2), {}
+        return idle_polls(args, server, f"/message/next?wait={args.longpoll_wait}")
 
-        def measure(start_at: float) -> None:
-            wait_until(start_at + ramp)
-            cpu, started = server.cpu_seconds(), time.time()
-            time.sleep(seconds)
-            window["cpu_seconds"] = server.cpu_seconds() - cpu
-            window["wall_seconds"] = time.time() - started
-            window["connections"] = _connections_to(server.port)
 
-        result = loadgen.loop(
-            [server.target], f"/message/next?wait={args.longpoll_wait}",
-            concurrency=args.longpolls, processes=args.clients,
-            duration=ramp + seconds, client=args.client, grace=1.0, during=measure,
-        )  # fmt: skip
+def longpoll_floor(args, workdir: Path) -> dict:
+    """The same polls against the bare Django view that sleeps ``wait`` (bench/bare_app.py,
+    granian with the product's workers and threads): what any parked request costs here."""
+    port = args.port + 2
+    with Server("bare", bare_command(args.workers, args.threads, port), port, workdir, {}) as bare:
+        bare.start("/json")
+        return idle_polls(args, bare, f"/wait?wait={args.longpoll_wait}")
+
+
+def idle_polls(args, server: Server, path: str) -> dict:
+    """Server CPU while ``longpolls`` requests GET ``path``, each sending its next
+    as soon as one ends (after ``wait`` seconds, with 204).
+
+    The window is a whole number of ``wait`` periods starting after the ramp
+    (all first polls sent), so it holds every client's re-polls in their
+    steady-state proportion: ``longpolls`` per period."""
+    seconds = args.longpoll_seconds
+    # The window's edges fall between re-polls: every first poll is sent
+    # within the ramp, so each client's re-polls come ``ramp`` after an edge at most.
+    ramp, window = min(3.0, args.longpoll_wait / 2), {}
+
+    def measure(start_at: float) -> None:
+        wait_until(start_at + ramp)
+        cpu, started = server.cpu_seconds(), time.time()
+        time.sleep(seconds)
+        window["cpu_seconds"] = server.cpu_seconds() - cpu
+        window["wall_seconds"] = time.time() - started
+        window["connections"] = _connections_to(server.port)
+
+    result = loadgen.loop(
+        [server.target], path, concurrency=args.longpolls, processes=args.clients,
+        duration=ramp + seconds, client=args.client, grace=1.0, during=measure,
+    )  # fmt: skip
     # Each client's polls answered in the run are the ones that ended inside the window.
     answered = sum(result["statuses"].values())
     return {
@@ -456,6 +469,8 @@ def one_run(args, workdir: Path) -> dict:
         out["ceiling"] = ceilings(args, workdir)
     if "inprocess" in args.only:
         out["inprocess"] = inprocess_bare()
+    if "longpoll" in args.only:
+        out["longpoll_floor"] = attempt("bare long-polls", lambda: longpoll_floor(args, workdir))
     if "rabbit" in args.only:
         out["rabbit"] = rabbit_baselines(args)
     if set(args.only) - {"ceiling", "rabbit"}:
