@@ -13,7 +13,6 @@ requests, stray writes: see fuzz_hooks.py) and exits non-zero on any failure,
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,9 @@ from pathlib import Path
 import requests
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+from ports import free_port  # noqa: E402 (tests/ on the path)
+
 CHECKS = ",".join(
     [
         "not_a_server_error",
@@ -31,12 +33,6 @@ CHECKS = ",".join(
         "response_schema_conformance",
     ]
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_sql(vendor: str, statement: str) -> None:
@@ -59,9 +55,9 @@ def fresh_database(vendor: str, name: str, folder: str) -> str:
     return f"mysql://root@127.0.0.1:3306/{name}"
 
 
-def start_server(env: dict, folder: str) -> tuple[subprocess.Popen, str]:
+def start_server(vendor: str, env: dict, folder: str) -> tuple[subprocess.Popen, str]:
     """The server, its output (a warning per refused request) in ``folder``/server.log."""
-    port = free_port()
+    port = free_port({"mariadb": "mysql"}.get(vendor, vendor))
     with open(f"{folder}/server.log", "wb") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "mq_project.cli"],
@@ -97,7 +93,7 @@ def main() -> int:
             "SCHEMATHESIS_HOOKS": str(HERE / "fuzz_hooks.py"),
             "FUZZ_STATS": f"{folder}/stats.json",
         }
-        server, url = start_server(env, folder)
+        server, url = start_server(vendor, env, folder)
         started = time.monotonic()
         try:
             fuzz = subprocess.run(

@@ -3,16 +3,15 @@ MariaDB when DATABASE_URL points at one (pytest-django creates ``test_<name>``).
 
 import json
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
 
+import ports
 import pytest
 import requests
 from django.db import connection
@@ -36,34 +35,9 @@ def database_url() -> str:
     return f"{scheme}://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or ''}/{s['NAME']}"
 
 
-# .ci/run runs the suites of the three databases at once on one machine, so
-# each takes its servers' ports from a range of its own, under the kernel's
-# ephemeral ports. Two suites could otherwise pick the same free port in the
-# moment before their servers bind it, and as granian binds with
-# SO_REUSEPORT both servers would come up sharing the port: a request to one
-# answered by the other, on another database.
-PORTS = {
-    "sqlite": range(20_000, 24_000),
-    "postgresql": range(24_000, 28_000),
-    "mysql": range(28_000, 32_000),
-}
-_handed_out: set[int] = set()
-
-
 def free_port() -> int:
-    """A port of this database's range that nothing listens on and that this run
-    has not handed out before (two servers started together never get one port)."""
-    while True:
-        port = random.choice(PORTS[connection.vendor])
-        if port in _handed_out:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
+    """A free port for a server on the test database (``ports``)."""
+    return ports.free_port(connection.vendor)
 
 
 class Server:

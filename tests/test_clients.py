@@ -3,7 +3,6 @@ database), and against a real server where the network, threads or signals matte
 
 import logging
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -12,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 from rest_framework.test import RequestsClient
 
 from clients import (
@@ -641,12 +641,6 @@ def test_the_worker_waits_out_a_server_restart(server_factory, caplog):
             worker.join(timeout=30)
 
         assert [m.payload for m in seen] == ["after the restart"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize(
