@@ -2,8 +2,11 @@
 with a default needs no change to any statement (issue: the insert once listed
 its columns by hand, and every send failed with a NOT NULL error)."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection, models, transaction
+from django.utils import timezone
 
 from messages_app import domain, runtime
 from messages_app.models import Message, Queue
@@ -83,3 +86,33 @@ def test_a_claim_inside_a_transaction_leaves_its_durability_alone(transactional_
     with transaction.atomic():
         assert domain.next_messages("q")
         assert synchronous_commit() == before
+
+
+def test_the_watcher_reads_when_a_queue_next_has_a_message(db):
+    """The long-poll watcher wakes a waiter when a lease or delay ends at the
+    time this raw read gives: the earliest end among the queue's leased and
+    delayed messages with a delivery left, or now when one is deliverable."""
+    store = runtime.current().store
+    now = timezone.now()
+    Queue.objects.create(name="jobs")
+    Queue.objects.create(name="other")
+
+    def stored(queue="jobs", seconds=0.0, **columns):
+        visible_at = now + timedelta(seconds=seconds, microseconds=123)
+        Message.objects.create(queue_id=queue, payload='"x"', visible_at=visible_at, **columns)
+        return visible_at
+
+    assert store.next_visible_at("jobs", now, 3) is None
+    leased = stored(seconds=5, lease="a", attempts=1)
+    assert store.next_visible_at("jobs", now, 3) == leased
+    delayed = stored(seconds=3)
+    spent = stored(seconds=1, lease="b", attempts=3)  # its last delivery, with a limit of 3
+    stored(seconds=0.5, dead=True)
+    stored("other", seconds=0.2)
+
+    assert store.next_visible_at("jobs", now, 3) == delayed
+    assert store.next_visible_at("jobs", now, 4) == spent
+    assert not store.deliverable("jobs", now, 3)
+    later = now + timedelta(seconds=4)
+    assert store.deliverable("jobs", later, 3)
+    assert store.next_visible_at("jobs", later, 3) == later

@@ -61,6 +61,16 @@ class Counts:
     oldest_created_at: datetime | None = None
 
 
+def from_db(field: models.Field, value):
+    """A column's value read by a raw statement, as the ORM would give it
+    (on SQLite a datetime comes back as text, on MariaDB without its zone)."""
+    column = field.get_col(field.model._meta.db_table)
+    converters = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+    for convert in converters:
+        value = convert(value, column, connection)
+    return value
+
+
 class ChangeFeed:
     """How the long-poll watcher learns that another process changed a queue."""
 
@@ -86,6 +96,15 @@ class Store:
         )
         self.pick_statement = (
             f"SELECT id FROM {TABLE} WHERE {self.ready_where} ORDER BY id LIMIT %s"
+        )
+        # The long-poll watcher's looks at a queue, several a second per waiting
+        # queue: whether it has a deliverable message, else the earliest end of
+        # a lease or delay (leased or delayed, with a delivery left).
+        self._deliverable_statement = f"SELECT 1 FROM {TABLE} WHERE {self.ready_where} LIMIT 1"
+        later = Q(queue_id=QUEUE, attempts__lt=LIMIT) & (states.leased(NOW) | states.delayed(NOW))
+        later_where, self._later_params = states.compile_where(Message, later, connection)
+        self._later_statement = (
+            f"SELECT visible_at FROM {TABLE} WHERE {later_where} ORDER BY visible_at LIMIT 1"
         )
         self._held_where = lru_cache(maxsize=256)(self._compile_held)
         # Every column but the id, as the model has them now.
@@ -284,21 +303,22 @@ class Store:
 
     def deliverable(self, queue: str, now: datetime, limit: int) -> bool:
         """Whether ``queue`` has a message a claim would take now."""
-        ready = Q(queue_id=queue) & states.ready(now, limit)
-        return Message.objects.filter(ready).order_by().exists()
+        params = self.pick_params(queue, connection.ops.adapt_datetimefield_value(now), limit)
+        with connection.cursor() as cursor:
+            cursor.execute(self._deliverable_statement, params)
+            return cursor.fetchone() is not None
 
     def next_visible_at(self, queue: str, now: datetime, limit: int) -> datetime | None:
         """When ``queue`` next has a deliverable message: ``now`` if it has one,
         else the end of the earliest lease or delay, else None."""
         if self.deliverable(queue, now, limit):
             return now
-        later = Q(queue_id=queue) & (states.leased(now) | states.delayed(now))
-        return (
-            Message.objects.filter(later, attempts__lt=limit)
-            .order_by("visible_at")
-            .values_list("visible_at", flat=True)
-            .first()
-        )
+        adapted = connection.ops.adapt_datetimefield_value(now)
+        values = {"queue": queue, "now": adapted, "limit": limit}
+        with connection.cursor() as cursor:
+            cursor.execute(self._later_statement, states.bind(self._later_params, values))
+            row = cursor.fetchone()
+        return None if row is None else from_db(Message._meta.get_field("visible_at"), row[0])
 
     def counts(self, queues: list[Queue], now: datetime) -> dict[str, Counts]:
         """Messages per state in each of ``queues``, and the oldest one's time, in a
