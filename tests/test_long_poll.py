@@ -12,6 +12,7 @@ from contract import assert_error
 from django.test import Client
 
 from messages_app import runtime
+from messages_app.store import sqlite
 
 pytestmark = pytest.mark.django_db
 
@@ -135,6 +136,41 @@ def test_a_long_poll_on_one_server_wakes_when_another_server_gets_a_message(
     assert body["id"] == sent.json()["id"]
     assert body["payload"] == "wake up"
     assert answered - sent_at < PROMPTLY
+
+
+@pytest.mark.parametrize("inotify", [True, False], ids=["inotify", "ticking"])
+def test_a_change_feed_learns_of_another_process_s_send_without_waiting_a_tick(
+    server_factory, monkeypatch, inotify
+):
+    """The watcher's feed returns as soon as another process sends: on SQLite
+    the send's write to the database's directory wakes it (where inotify is
+    missing it reads every 50 ms); on PostgreSQL the NOTIFY; on MariaDB its
+    probe every 0.1 s. The idle tick is made long, so a feed that would only
+    see the send at its tick is caught."""
+    monkeypatch.setattr(sqlite, "IDLE_TICK_SECONDS", 60)
+    if not inotify:
+        monkeypatch.setattr(sqlite, "INotify", None)
+    server = server_factory()
+    feed = runtime.current().store.change_feed()
+    sending = []
+
+    def send():
+        sending.append(time.monotonic())
+        requests.post(server.url + "/message/new", json={"payload": "x"})
+
+    threading.Timer(0.5, send).start()
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 10:
+            changed = bool(feed.changes()) or feed.everything_changed
+            if changed and sending:
+                break
+        seen_after = time.monotonic() - sending[0]
+    finally:
+        feed.close()
+
+    assert changed
+    assert seen_after < PROMPTLY
 
 
 @pytest.mark.django_db(transaction=True)
