@@ -2,6 +2,7 @@
 with a default needs no change to any statement (issue: the insert once listed
 its columns by hand, and every send failed with a NOT NULL error)."""
 
+import sqlite3
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from django.utils import timezone
 
 from messages_app import domain, runtime
 from messages_app.models import Message, Queue
+from messages_app.store import sqlite
 
 
 @pytest.fixture
@@ -116,3 +118,27 @@ def test_the_watcher_reads_when_a_queue_next_has_a_message(db):
     later = now + timedelta(seconds=4)
     assert store.deliverable("jobs", later, 3)
     assert store.next_visible_at("jobs", later, 3) == later
+
+
+def test_the_sqlite_watcher_is_woken_by_commits_not_by_other_files_beside_the_database(tmp_path):
+    """The SQLite feed waits for writes to the database's WAL file: a log
+    written in the same directory (the working directory by default) must not
+    wake it 50 times a second. On SQLite files of its own, whatever the suite's
+    database."""
+    database = str(tmp_path / "queue.sqlite3")
+    writer = sqlite3.connect(database, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE t (x)")
+    writes = sqlite.watch_wal(database)
+    try:
+        with open(tmp_path / "server.log", "a") as log:
+            for _ in range(20):
+                log.write("GET /message/next 204\n")
+                log.flush()
+        assert writes.read(timeout=200) == []
+
+        writer.execute("INSERT INTO t VALUES (1)")
+        assert writes.read(timeout=5000) != []
+    finally:
+        writes.close()
+        writer.close()

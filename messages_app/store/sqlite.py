@@ -7,7 +7,6 @@ processes' commits show in ``PRAGMA data_version``, nearly free to read.
 """
 
 import logging
-import os
 import time
 
 from django.db import connection
@@ -59,13 +58,13 @@ class SQLiteStore(Store):
 class DataVersionFeed(ChangeFeed):
     """``PRAGMA data_version`` changes when another connection commits.
 
-    On Linux a commit's write to the database's files wakes the watcher at
-    once (inotify on their directory), and an idle watcher wakes only every
-    IDLE_TICK_SECONDS; elsewhere it reads every TICK_SECONDS."""
+    On Linux a commit's write to the database's WAL file wakes the watcher at
+    once (inotify), and an idle watcher wakes only every IDLE_TICK_SECONDS;
+    elsewhere it reads every TICK_SECONDS."""
 
     def __init__(self):
         self.version = self._read()
-        self.writes = watch_directory(connection.settings_dict["NAME"])
+        self.writes = watch_wal(connection.settings_dict["NAME"])
         self.woke = time.monotonic()
 
     def _read(self) -> int:
@@ -93,16 +92,18 @@ class DataVersionFeed(ChangeFeed):
             self.writes.close()
 
 
-def watch_directory(database: str):
-    """An inotify watch on the directory of ``database``'s file (its WAL is
-    created and written there), or None where there is none to be had."""
-    if INotify is None or database == ":memory:" or "mode=memory" in database:
+def watch_wal(database: str):
+    """An inotify watch on ``database``'s WAL file, which every commit writes
+    to, or None where there is none to be had. The file is there as long as a
+    connection is open (the feed's is); not its directory, where other files
+    (a log) may be written all the time."""
+    if INotify is None:
         return None
     writes = None
     try:
         writes = INotify()
-        writes.add_watch(os.path.dirname(os.path.abspath(database)), flags.MODIFY)
-    except OSError as error:  # e.g. the user's inotify instances used up
+        writes.add_watch(f"{database}-wal", flags.MODIFY)
+    except OSError as error:  # e.g. the user's inotify instances used up, no WAL
         if writes is not None:
             writes.close()
         logger.warning(
