@@ -237,12 +237,18 @@ def ceilings(args, workdir: Path) -> dict:
     with Server("canned", canned_command(port), port, workdir, {}) as canned:
         canned.start("/")
         out["generator"] = attempt("generator ceiling", lambda: hammer(canned, "/"))
-    port = args.port + 2
-    with Server("bare", bare_command(args.workers, args.threads, port), port, workdir, {}) as bare:
+    with bare_server(args, workdir) as bare:
         bare.start("/json")
         out["bare_json"] = attempt("bare Django view", lambda: hammer(bare, "/json"))
         out["bare_drf"] = attempt("bare DRF APIView", lambda: hammer(bare, "/drf"))
     return out
+
+
+def bare_server(args, workdir: Path) -> Server:
+    """The bare Django app (bench/bare_app.py) under granian, with the product's
+    workers and threads."""
+    port = args.port + 2
+    return Server("bare", bare_command(args.workers, args.threads, port), port, workdir, {})
 
 
 def inprocess_bare() -> dict:
@@ -383,8 +389,7 @@ def longpoll(args, workdir, url) -> dict:
 def longpoll_floor(args, workdir: Path) -> dict:
     """The same polls against the bare Django view that sleeps ``wait`` (bench/bare_app.py,
     granian with the product's workers and threads): what any parked request costs here."""
-    port = args.port + 2
-    with Server("bare", bare_command(args.workers, args.threads, port), port, workdir, {}) as bare:
+    with bare_server(args, workdir) as bare:
         bare.start("/json")
         return idle_polls(args, bare, f"/wait?wait={args.longpoll_wait}")
 

@@ -143,7 +143,7 @@ def test_a_change_feed_learns_of_another_process_s_send_without_waiting_a_tick(
     server_factory, monkeypatch, inotify
 ):
     """The watcher's feed returns as soon as another process sends: on SQLite
-    the send's write to the database's directory wakes it (where inotify is
+    the send's write to the database's WAL file wakes it (where inotify is
     missing it reads every 50 ms); on PostgreSQL the NOTIFY; on MariaDB its
     probe every 0.1 s. The idle tick is made long, so a feed that would only
     see the send at its tick is caught."""
