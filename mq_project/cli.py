@@ -11,9 +11,8 @@ from importlib.metadata import version
 # By name: run as `python -m mq_project.cli` too, __name__ would be "__main__".
 logger = logging.getLogger("mq_project.cli")
 
-# Every line of the server's log has a time; the access lines are granian's.
+# Every line of the server's log has a time (the access lines too: mq_project.access).
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-ACCESS_FORMAT = '%(addr)s "%(method)s %(path)s" %(status)d %(dt_ms).1f ms'
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -36,7 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def granian_logging() -> dict:
-    """granian's own log and its access lines, with a time on each."""
+    """granian's own log, with a time on each line."""
     handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
     return {
         "version": 1,
@@ -45,7 +44,6 @@ def granian_logging() -> dict:
         "handlers": {"console": {**handler, "formatter": "generic"}},
         "loggers": {
             "_granian": {"handlers": ["console"], "level": "WARNING", "propagate": False},
-            "granian.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
         },
     }
 
@@ -130,8 +128,8 @@ def main(argv: list[str] | None = None) -> None:
         ),
         log_level="warning",
         log_dictconfig=granian_logging(),
-        log_access=settings.MQ_ACCESS_LOG,
-        log_access_format=ACCESS_FORMAT,
+        # The access lines are the app's (mq_project.access), not granian's.
+        log_access=False,
         # A pending long-poll must not hold up a stop for its whole wait.
         workers_kill_timeout=3,
     )

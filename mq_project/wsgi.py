@@ -3,8 +3,10 @@
 import os
 
 import django
+from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 
+from . import access
 from .handlers import OnePass, WithoutMiddleware, is_page
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mq_project.settings")
@@ -22,7 +24,7 @@ def get_application():
         handler = pages if is_page(environ.get("PATH_INFO", "")) else api
         return handler(environ, start_response)
 
-    return application
+    return access.logged(application) if settings.MQ_ACCESS_LOG else application
 
 
 application = get_application()

@@ -127,7 +127,7 @@ def test_flags_override_the_environment(logged):
 
 def access_lines(lines: list[str]) -> list[str]:
     """The access lines but those of wait_ready's polls of /health."""
-    return [line for line in lines if "granian.access" in line and "/health" not in line]
+    return [line for line in lines if " INFO access: " in line and "/health" not in line]
 
 
 def test_every_log_line_has_a_time_and_every_request_an_access_line(logged):
@@ -140,9 +140,10 @@ def test_every_log_line_has_a_time_and_every_request_an_access_line(logged):
         r'"GET /message/next" 200 [\d.]+ ms$',
         r'"GET /nowhere" 404 [\d.]+ ms$',
     ]
-    # granian writes a request's access line after sending its answer, on the
-    # request's thread: a SIGTERM right after the last answer arrived could stop
-    # the worker before its line, and two lines may come out in either order.
+    # The app writes a request's access line as it hands the answer to granian,
+    # which may send it before the line is written: a SIGTERM right after the
+    # last answer arrived could stop the worker before its line, and two lines
+    # may come out in either order.
     wait_until(lambda: len(access_lines(server.log.read_text().splitlines())) >= 3, 10, "lines")
 
     lines = server.stop()
@@ -156,13 +157,24 @@ def test_every_log_line_has_a_time_and_every_request_an_access_line(logged):
         assert any(re.search(pattern, line) for line in access), (pattern, access)
 
 
+def test_a_line_break_in_a_path_does_not_start_a_log_line(logged):
+    server = logged().wait_ready()
+    requests.get(server.url + "/forged%0A2026-01-01%2000:00:00,000%20INFO%20x", timeout=5)
+    wait_until(lambda: access_lines(server.log.read_text().splitlines()), 10, "the line")
+
+    lines = server.stop()
+
+    assert all(TIMESTAMP.match(line) for line in lines), lines
+    assert any('"GET /forged\\n2026-01-01 00:00:00,000 INFO x" 404' in line for line in lines)
+
+
 def test_the_access_log_can_be_turned_off(logged):
     server = logged(MQ_ACCESS_LOG="0").wait_ready()
     requests.get(server.url + "/message/next", timeout=5)
 
     lines = server.stop()
 
-    assert not [line for line in lines if "granian.access" in line]
+    assert not [line for line in lines if " INFO access: " in line]
     assert any("stopped serving" in line for line in lines)
 
 
