@@ -1,8 +1,9 @@
 """CPU per request of the hot routes, in process: no server, no sockets, no client.
 
-Calls the production WSGI application (``mq_project.wsgi.application``, the
-same callable granian calls) with the environ granian builds for the load
-generator's requests, reads the response and closes it as a server does.
+Calls the production WSGI application (``mq_project.wsgi.application``, what
+granian calls, less the access line that ``message-queue`` writes around it)
+with the environ granian builds for the load generator's requests, reads the
+response and closes it as a server does.
 ``product`` sends the load generator's requests in blocks: CYCLES sends (a
 100-byte payload), CYCLES nexts, CYCLES dones (each with its lease), each
 block timed with the calling thread's CPU clock (``time.thread_time``, read
@@ -130,9 +131,6 @@ def product(url: str, cycles: int, rounds: int) -> dict:
         DATABASE_URL=url,
         SECRET_KEY="bench-only-secret-key",
         MQ_COUNTERS_FLUSH="0",
-        # The access line (mq_project.access, ~5 µs) is left out, as when granian
-        # wrote it outside the app, so the figures compare with earlier runs.
-        MQ_ACCESS_LOG="0",
         # Leases outlive a block of nexts however slow the machine: the dones find them.
         PENDING_TIMEOUT="3600000",
         DJANGO_SETTINGS_MODULE="mq_project.settings",

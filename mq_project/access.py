@@ -1,4 +1,5 @@
-"""The server's access lines: one per request, written by the WSGI application.
+"""The server's access lines: one per request, written around the WSGI application
+(``mq_project.wsgi.served``, what the ``message-queue`` command serves).
 
 ``2026-12-04 22:35:26,185 INFO access: 127.0.0.1 "GET /message/next" 204 1.3 ms``:
 the time, as every other line of the log has it (``cli.LOG_FORMAT``), then the

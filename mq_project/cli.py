@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
 
     address = f"http://{settings.HOST}:{settings.PORT}"
     server = Granian(
-        "mq_project.wsgi:application",
+        "mq_project.wsgi:served",
         address=settings.HOST,
         port=settings.PORT,
         interface=Interfaces.WSGI,

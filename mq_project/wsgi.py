@@ -1,4 +1,10 @@
-"""The WSGI application: API paths without middleware, pages with it (see ``handlers``)."""
+"""The WSGI application: API paths without middleware, pages with it (see ``handlers``).
+
+``application`` is what ``WSGI_APPLICATION`` names (``manage.py runserver``,
+other WSGI servers, which log requests themselves); ``served`` is what the
+``message-queue`` command serves: the same, with an access line per request
+unless ``MQ_ACCESS_LOG`` is off (``access``).
+"""
 
 import os
 
@@ -24,7 +30,8 @@ def get_application():
         handler = pages if is_page(environ.get("PATH_INFO", "")) else api
         return handler(environ, start_response)
 
-    return access.logged(application) if settings.MQ_ACCESS_LOG else application
+    return application
 
 
 application = get_application()
+served = access.logged(application) if settings.MQ_ACCESS_LOG else application

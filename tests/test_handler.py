@@ -1,17 +1,24 @@
-"""The API's WSGI handler does the request signals' work itself (mq_project.handlers.OnePass)."""
+"""The API's WSGI handler does the request signals' work itself (mq_project.handlers.OnePass);
+the served application adds an access line (mq_project.access)."""
 
 import io
+import re
 import sys
 
 import pytest
 from django.core.signals import request_finished, request_started
 from django.db import connection
 
+from mq_project import wsgi
 from mq_project.wsgi import APIHandler
 
+ACCESS_LINE = r'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO access: - "GET /nowhere" 404 [\d.]+ ms'
 
-def call(path: str):
-    """One GET through the production API handler, as granian calls it; (status, body)."""
+
+def call(path: str, application=None):
+    """One GET through the production API handler (or ``application``), as granian
+    calls it; (status, body)."""
+    application = application or APIHandler()
     environ = {
         "REQUEST_METHOD": "GET",
         "SCRIPT_NAME": "",
@@ -25,7 +32,7 @@ def call(path: str):
         "wsgi.url_scheme": "http",
     }
     statuses = []
-    result = APIHandler()(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    result = application(environ, lambda status, headers, exc_info=None: statuses.append(status))
     body = b"".join(result)
     if hasattr(result, "close"):
         result.close()
@@ -57,3 +64,16 @@ def test_a_connection_past_conn_max_age_is_closed_at_the_end_of_the_request(monk
     status, body = call("/health")
     assert status.startswith("200"), body
     assert connection.connection is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_message_queue_serves_an_access_line_per_request_and_runserver_none(capsys):
+    status, _ = call("/nowhere", wsgi.served)
+    assert status.startswith("404")
+    lines = [line for line in capsys.readouterr().err.splitlines() if " access: " in line]
+    assert len(lines) == 1, lines
+    assert re.fullmatch(ACCESS_LINE, lines[0]), lines
+
+    status, _ = call("/nowhere", wsgi.application)  # what WSGI_APPLICATION names
+    assert status.startswith("404")
+    assert "access" not in capsys.readouterr().err
