@@ -8,7 +8,7 @@ to answer. granian can write such lines itself (its ``log_access``), through
 Python's logging with a dictionary of ten fields built per request: ~34 µs of
 Python per line here, against ~5 µs for this one ``write`` of a formatted
 line. In the running server the difference was larger: with granian's lines,
-1,000 idle long-polls (``wait=20``) cost 1.2 to 2 points more of a core than
+1,000 idle long-polls (``wait=20``) cost 1.0 to 2.1 points more of a core than
 without any (README, Many waiters).
 """
 

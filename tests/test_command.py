@@ -140,10 +140,8 @@ def test_every_log_line_has_a_time_and_every_request_an_access_line(logged):
         r'"GET /message/next" 200 [\d.]+ ms$',
         r'"GET /nowhere" 404 [\d.]+ ms$',
     ]
-    # The app writes a request's access line as it hands the answer to granian,
-    # which may send it before the line is written: a SIGTERM right after the
-    # last answer arrived could stop the worker before its line, and two lines
-    # may come out in either order.
+    # A request's line is written before its answer is sent; the log is read
+    # until all three are there all the same (another process writes the file).
     wait_until(lambda: len(access_lines(server.log.read_text().splitlines())) >= 3, 10, "lines")
 
     lines = server.stop()
