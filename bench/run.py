@@ -422,8 +422,8 @@ def idle_polls(args, server: Server, path: str) -> dict:
     # (a 503, a closed connection) means the window did not measure idle waiting.
     failed = {status: n for status, n in result["statuses"].items() if status != "204"}
     if failed:
-        answered = result["statuses"].get("204", 0)
-        raise RuntimeError(f"polls not answered 204: {failed} ({answered} answered 204)")
+        empty = result["statuses"].get("204", 0)
+        raise RuntimeError(f"polls not answered 204: {failed} ({empty} answered 204)")
     # Each client's polls answered in the run are the ones that ended inside the window.
     answered = sum(result["statuses"].values())
     return {
