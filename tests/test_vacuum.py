@@ -1,6 +1,6 @@
 """PostgreSQL: the server vacuums the message table after ``MQ_VACUUM_EVERY``
 deleted messages, so dead rows do not pile up at the head of the queue
-(messages_app/vacuum.py). The other databases have nothing to vacuum."""
+(messages_app/store/postgresql.py). The other databases have nothing to vacuum."""
 
 import time
 
